@@ -1,0 +1,289 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Options configure Open. A nil *Options means all defaults.
+type Options struct {
+	// Dir is the logical store directory that paths name. Zero means
+	// /nix/store.
+	Dir Dir
+	// OnWait is called once, with the holder's pid (0 if unknown), when
+	// another process has the store open and Open has to wait for it. Nil
+	// means wait silently.
+	OnWait func(pid int)
+	// Logger receives warnings and debug messages. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is a Nix store: a backing directory holding the contents of valid
+// paths, and the database saying which are valid. Only one process has a
+// store open at a time; Open waits for the previous one. A Store is safe
+// for concurrent use by goroutines.
+type Store struct {
+	*DB
+	// Dir is the logical store directory.
+	Dir Dir
+	// Locks guard work on individual paths (builds, substitutions, adds).
+	Locks *PathLocks
+
+	stateDir string
+	realDir  string
+	tmpDir   string
+	lock     *fileLock
+	logger   *slog.Logger
+
+	// drvHashes memoises hashDerivationModulo of .drv files in the store;
+	// they are immutable, so entries never go stale.
+	drvHashes sync.Map
+}
+
+// Layout of the state directory.
+const (
+	dbSubdir    = "db"
+	dbFile      = "storefs.db"
+	lockName    = "lock"
+	storeSubdir = "store"
+	// tmpSubdir holds everything half-made: paths being added, unpacked or
+	// built, and sandbox chroots. It is inside the backing directory so
+	// that finished paths are renamed into place on one filesystem, and
+	// its name cannot be a store path (those start with a hash).
+	tmpSubdir = ".tmp"
+)
+
+// Open opens (creating if needed) the store whose state lives in stateDir:
+// the database in <stateDir>/db and valid paths' contents in
+// <stateDir>/store. If another process has the store open, Open waits
+// until it closes it or ctx is done. Leftovers of interrupted work are
+// removed.
+func Open(ctx context.Context, stateDir string, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if _, err := ParseDir(string(dir)); err != nil {
+		return nil, err
+	}
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", stateDir, err)
+	}
+	s := &Store{
+		Dir:      dir,
+		stateDir: stateDir,
+		realDir:  filepath.Join(stateDir, storeSubdir),
+		logger:   opts.Logger,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.tmpDir = filepath.Join(s.realDir, tmpSubdir)
+	s.Locks = &PathLocks{held: map[string]chan struct{}{}, store: s}
+	for _, d := range []string{stateDir, filepath.Join(stateDir, dbSubdir), s.realDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	lockPath := filepath.Join(stateDir, dbSubdir, lockName)
+	s.lock, err = lockFile(ctx, lockPath, func() {
+		if opts.OnWait != nil {
+			opts.OnWait(readLockPID(lockPath))
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", stateDir, err)
+	}
+	if err := s.lock.writePID(); err != nil {
+		s.lock.unlock()
+		return nil, fmt.Errorf("writing pid to %s: %w", lockPath, err)
+	}
+	// We hold the store exclusively, so nothing in the temporary area is in
+	// use: it is left over from a process that died.
+	if err := os.RemoveAll(s.tmpDir); err != nil {
+		s.lock.unlock()
+		return nil, fmt.Errorf("removing leftovers in %s: %w", s.tmpDir, err)
+	}
+	if err := os.Mkdir(s.tmpDir, 0o700); err != nil {
+		s.lock.unlock()
+		return nil, fmt.Errorf("creating %s: %w", s.tmpDir, err)
+	}
+	s.DB, err = openDB(filepath.Join(stateDir, dbSubdir, dbFile), dir)
+	if err != nil {
+		s.lock.unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database and releases the store for other processes.
+func (s *Store) Close() error {
+	err := s.DB.Close()
+	if uerr := s.lock.unlock(); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// StateDir is the directory holding the database, the backing store and
+// other state.
+func (s *Store) StateDir() string { return s.stateDir }
+
+// RealDir is the backing directory holding valid paths' contents.
+func (s *Store) RealDir() string { return s.realDir }
+
+// RealPath is where the contents of p live.
+func (s *Store) RealPath(p Path) string { return filepath.Join(s.realDir, p.Base()) }
+
+// lockFileName is the output lock of a path, as in Nix.
+func (s *Store) lockFileName(base string) string {
+	return filepath.Join(s.realDir, base+".lock")
+}
+
+// MkdirTemp makes a fresh directory in the store's temporary area, which is
+// on the backing store's filesystem and emptied when the store is opened.
+func (s *Store) MkdirTemp(pattern string) (string, error) {
+	d, err := os.MkdirTemp(s.tmpDir, pattern)
+	if err != nil {
+		return "", fmt.Errorf("creating temporary directory: %w", err)
+	}
+	return d, nil
+}
+
+// ParsePath parses s as a path in this store.
+func (s *Store) ParsePath(str string) (Path, error) { return s.Dir.Parse(str) }
+
+// Register makes infos valid together, in one transaction. Their contents
+// must already be in place under RealPath and canonicalised. Each
+// reference must be valid or among infos. For .drv paths, the output
+// index is updated from the derivation, which is parsed first: a .drv
+// that does not parse is not registered.
+func (s *Store) Register(infos []*PathInfo) error {
+	outputs := map[Path]map[string]Path{}
+	for _, info := range infos {
+		if info.Path.Dir() != s.Dir {
+			return fmt.Errorf("registering %s: %w", info.Path, ErrInvalidPath)
+		}
+		if !info.Path.IsDerivation() {
+			continue
+		}
+		drv, err := s.readDerivationFile(info.Path)
+		if err != nil {
+			return fmt.Errorf("registering %s: %w", info.Path, err)
+		}
+		outs := map[string]Path{}
+		for name, o := range drv.Outputs {
+			outs[name] = o.Path
+		}
+		outputs[info.Path] = outs
+	}
+	if err := s.DB.register(infos, outputs); err != nil {
+		return err
+	}
+	for _, info := range infos {
+		s.logger.Debug("registered", "path", info.Path)
+	}
+	return nil
+}
+
+// ReadDerivation reads and parses a valid .drv path.
+func (s *Store) ReadDerivation(p Path) (*Derivation, error) {
+	ok, err := s.IsValid(p)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("reading derivation %s: %w", p, ErrNotValid)
+	}
+	return s.readDerivationFile(p)
+}
+
+func (s *Store) readDerivationFile(p Path) (*Derivation, error) {
+	name, err := NameFromDrvPath(p)
+	if err != nil {
+		return nil, err
+	}
+	text, err := readFileLimited(s.RealPath(p), MaxDerivationSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading derivation %s: %w", p, err)
+	}
+	d, err := ParseDerivation(s.Dir, text, name)
+	if err != nil {
+		return nil, fmt.Errorf("derivation %s: %w", p, err)
+	}
+	return d, nil
+}
+
+func readFileLimited(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return b, nil
+}
+
+// HashDerivationModulo is an InputHasher over the store's valid .drv files,
+// remembering results: a 200-node DAG hashes each node once.
+func (s *Store) HashDerivationModulo(p Path) (map[string]Hash, error) {
+	if v, ok := s.drvHashes.Load(p); ok {
+		return v.(map[string]Hash), nil
+	}
+	d, err := s.ReadDerivation(p)
+	if err != nil {
+		return nil, err
+	}
+	h, err := d.HashModulo(s.Dir, false, s.HashDerivationModulo)
+	if err != nil {
+		return nil, err
+	}
+	s.drvHashes.Store(p, h)
+	return h, nil
+}
+
+// Delete makes paths invalid and removes their contents. It refuses while
+// a valid path outside ps refers to one of them. The database forgets the
+// paths before their contents go, so a crash in between leaves invalid
+// leftovers, never a valid path without contents.
+func (s *Store) Delete(ps []Path) error {
+	for _, p := range ps {
+		if p.Dir() != s.Dir {
+			return fmt.Errorf("deleting %s: %w", p, ErrInvalidPath)
+		}
+		ok, err := s.IsValid(p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("deleting %s: %w", p, ErrNotValid)
+		}
+	}
+	if err := s.DB.unregister(ps); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range ps {
+		s.drvHashes.Delete(p)
+		if err := removeTree(s.RealPath(p)); err != nil {
+			errs = append(errs, fmt.Errorf("removing contents of %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
