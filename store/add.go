@@ -139,8 +139,8 @@ func (s *Store) AddText(ctx context.Context, name string, contents []byte, refs 
 // AddTree makes the tree at tmp (in the store's temporary area) the
 // contents of info.Path and registers it: it takes the path's lock,
 // returns at once if someone made the path valid meanwhile, canonicalises
-// tmp, renames it into place and registers info (marked ultimate, with
-// the current time). tmp is consumed on success.
+// tmp, renames it into place and registers info (with the current time as
+// registration time unless set). tmp is consumed on success.
 func (s *Store) AddTree(ctx context.Context, tmp string, info *PathInfo) error {
 	lock, err := s.Locks.Lock(ctx, []Path{info.Path})
 	if err != nil {
@@ -153,7 +153,6 @@ func (s *Store) AddTree(ctx context.Context, tmp string, info *PathInfo) error {
 	if err := s.MoveIntoPlace(tmp, info.Path); err != nil {
 		return err
 	}
-	info.Ultimate = true
 	if info.RegistrationTime.IsZero() {
 		info.RegistrationTime = time.Now()
 	}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -281,11 +280,5 @@ func jsonUint(v any) (uint64, error) {
 // StructuredJSON re-encodes the structured attributes compactly with keys
 // sorted, as Nix's nlohmann::json prints them.
 func (a *Attrs) StructuredJSON() ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(a.Structured); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
+	return MarshalJSON(a.Structured)
 }

@@ -113,8 +113,14 @@ func (d *Derivation) CheckOutputs(dir Dir, inputHash InputHasher) error {
 // variables where they are empty, as `nix derivation add` does; paths that
 // are given must then be right.
 func (d *Derivation) FillOutputs(dir Dir, inputHash InputHasher) error {
-	// The masked hash ignores the paths, so computing with whatever is
-	// there now gives the right answer.
+	// Every output has its variable, as in a derivation from Nix's
+	// evaluator; the masked hash then ignores the values, so computing
+	// with whatever is there now gives the right answer.
+	for name := range d.Outputs {
+		if _, ok := d.Env[name]; !ok {
+			d.Env[name] = ""
+		}
+	}
 	paths, err := d.ComputeOutputPaths(dir, inputHash)
 	if err != nil {
 		return err
@@ -125,7 +131,7 @@ func (d *Derivation) FillOutputs(dir Dir, inputHash InputHasher) error {
 			o.Path = p
 			d.Outputs[name] = o
 		}
-		if v, ok := d.Env[name]; !ok || v == "" {
+		if d.Env[name] == "" {
 			d.Env[name] = string(p)
 		}
 	}

@@ -52,7 +52,19 @@ func (d *Derivation) JSON() ([]byte, error) {
 		o := append([]string{}, outs...)
 		j.InputDrvs[string(p)] = o
 	}
-	return json.Marshal(j)
+	return MarshalJSON(j)
+}
+
+// MarshalJSON encodes v compactly without Go's HTML escaping of <, > and &,
+// which Nix does not do.
+func MarshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
 // parsedJSON is what ParseDerivationJSON accepts: the output of `nix

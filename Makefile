@@ -1,0 +1,43 @@
+# storefs: `make build`, `make test` (what CI runs), `make bench`, `make demo`.
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+# How long each fuzz target runs in `make fuzz` (`make test` runs each briefly).
+FUZZTIME ?= 60s
+
+.PHONY: build test vet unit fuzz-short fuzz bench demo clean
+
+build:
+	$(GO) build -o bin/storefs ./cmd/storefs
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -timeout 30m ./...
+
+# Each fuzz target for a few seconds, starting from its seed corpus.
+FUZZ_TARGETS := ./store/nar:FuzzRestore ./store/nar:FuzzReader ./store:FuzzParseDerivation
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=5s $$pkg || exit 1; \
+	done
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  $(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	done
+
+test: build vet unit fuzz-short
+
+bench: build
+	bash bench/run.sh
+
+demo: build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf bin
