@@ -173,6 +173,11 @@ func (s *Store) MoveIntoPlace(tmp string, p Path) error {
 	if err := Canonicalise(tmp); err != nil {
 		return fmt.Errorf("canonicalising %s: %w", p, err)
 	}
+	return s.RenameIntoPlace(tmp, p)
+}
+
+// RenameIntoPlace is MoveIntoPlace for a tree that is canonical already.
+func (s *Store) RenameIntoPlace(tmp string, p Path) error {
 	real := s.RealPath(p)
 	if _, err := os.Lstat(real); err == nil {
 		s.logger.Warn("removing invalid leftover", "path", p)

@@ -114,7 +114,7 @@ func Open(ctx context.Context, stateDir string, opts *Options) (*Store, error) {
 		s.lock.unlock()
 		return nil, fmt.Errorf("removing leftovers in %s: %w", s.tmpDir, err)
 	}
-	if err := os.Mkdir(s.tmpDir, 0o700); err != nil {
+	if err := os.Mkdir(s.tmpDir, 0o711); err != nil {
 		s.lock.unlock()
 		return nil, fmt.Errorf("creating %s: %w", s.tmpDir, err)
 	}

@@ -28,6 +28,7 @@ func (a *app) configCommands() *cli.Command {
 // commands lists every command, in --help order.
 func (a *app) commands() []*cli.Command {
 	cmds := a.storeCommands()
+	cmds = append(cmds, a.realiseCommands()...)
 	cmds = append(cmds, a.derivationCommands(), a.configCommands())
 	return cmds
 }

@@ -17,11 +17,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/storefs/storefs/sandbox"
 	"github.com/storefs/storefs/store"
 )
 
 func main() {
-	// SANDBOX-CHILD-HOOK
+	sandbox.RunChildIfRequested()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	stop()
@@ -171,7 +172,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 // exitCode is the one place that maps errors to exit statuses.
@@ -190,6 +196,12 @@ func printError(w io.Writer, err error) {
 	if errors.As(err, &ee) && ee.err == nil {
 		return
 	}
-	msg := strings.TrimRight(err.Error(), "\n")
-	fmt.Fprintf(w, "error: %s\n", strings.ReplaceAll(msg, "\n", "\n       "))
+	lines := strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
+	for i, l := range lines {
+		prefix := "       "
+		if i == 0 {
+			prefix = "error: "
+		}
+		fmt.Fprintln(w, strings.TrimRight(prefix+l, " "))
+	}
 }

@@ -108,3 +108,55 @@ func AddBusybox(t testing.TB, st *store.Store) store.Path {
 	}
 	return p
 }
+
+// AddFixtureDerivations adds every .drv of the Nix fixtures (inputs first)
+// to st, which must have BusyboxPath valid and /nix/store as its directory.
+func AddFixtureDerivations(t testing.TB, st *store.Store) {
+	t.Helper()
+	dir := filepath.Join(FixturesDir(t), "drvs", "store")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := map[store.Path]*store.Derivation{}
+	for _, e := range entries {
+		text, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := store.Path("/nix/store/" + e.Name())
+		name, err := store.NameFromDrvPath(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := store.ParseDerivation(st.Dir, text, name)
+		if err != nil {
+			t.Fatalf("parsing fixture %s: %v", p, err)
+		}
+		pending[p] = d
+	}
+	for len(pending) > 0 {
+		progress := false
+		for p, d := range pending {
+			ready := true
+			for in := range d.InputDrvs {
+				if _, waiting := pending[in]; waiting {
+					ready = false
+					break
+				}
+			}
+			if !ready {
+				continue
+			}
+			got, err := st.AddDerivation(context.Background(), d)
+			if err != nil || got != p {
+				t.Fatalf("AddDerivation(%s) = %s, %v", p, got, err)
+			}
+			delete(pending, p)
+			progress = true
+		}
+		if !progress {
+			t.Fatalf("fixture derivations with inputs outside the fixtures: %d left", len(pending))
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package realise
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/storefs/storefs/sandbox"
+)
+
+// Options configure a Worker. A nil *Options means all defaults. Field
+// comments give the nix.conf setting each one comes from.
+type Options struct {
+	// MaxJobs is max-jobs: how many builds run at once. Zero means 1.
+	MaxJobs int
+	// Cores is cores: NIX_BUILD_CORES for builders. Zero means the number
+	// of CPUs.
+	Cores int
+	// MaxSilentTime is max-silent-time: a builder that prints nothing for
+	// this long is killed. Zero means no limit.
+	MaxSilentTime time.Duration
+	// Timeout is timeout: a build that runs longer is killed. Zero means
+	// no limit.
+	Timeout time.Duration
+	// MaxLogSize is max-build-log-size in bytes: a builder that writes
+	// more is killed. Zero means no limit.
+	MaxLogSize int64
+	// LogLines is log-lines: how many lines of a failed build's log its
+	// error shows. Zero means 10; negative means none.
+	LogLines int
+	// LogDir is where build logs are kept (compressed), one per
+	// derivation. Empty means logs are not kept.
+	LogDir string
+	// System is system: the platform this machine builds for. Empty
+	// means x86_64-linux.
+	System string
+	// ExtraPlatforms is extra-platforms: more platforms it can build for.
+	ExtraPlatforms []string
+	// SystemFeatures is system-features: what requiredSystemFeatures a
+	// derivation may ask for. Nil means none.
+	SystemFeatures []string
+	// SandboxPaths is sandbox-paths.
+	SandboxPaths []sandbox.BindPath
+	// Sandbox is sandbox: false runs builders unsandboxed (allowed only
+	// when the store directory is the real backing directory). The zero
+	// value is false, so callers set it; New's nil Options mean true.
+	Sandbox bool
+	// PostBuildHook is post-build-hook: a program run after each
+	// successful build with DRV_PATH and OUT_PATHS set. Empty means none.
+	PostBuildHook string
+	// KeepFailed is keep-failed: keep the build directory of a failed
+	// build and say where.
+	KeepFailed bool
+	// CancelOrphans cancels a goal (killing its builder) as soon as no one
+	// waits for it any more. The CLI sets it, so that Ctrl-C or a failure
+	// without keep-going stops everything; the mount leaves it off
+	// (cancel-orphaned-builds), so an interrupted lookup's build still
+	// finishes for the next lookup.
+	CancelOrphans bool
+	// Environ is the environment (NAME=value) that hooks run with and
+	// that fixed-output builds take their impureEnvVars from; library code
+	// reads no environment of its own. Nil means empty.
+	Environ []string
+	// Logger receives goal-level messages. Nil discards them.
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	} else {
+		r.Sandbox = true
+	}
+	if r.MaxJobs <= 0 {
+		r.MaxJobs = 1
+	}
+	if r.Cores <= 0 {
+		r.Cores = runtime.NumCPU()
+	}
+	if r.LogLines == 0 {
+		r.LogLines = 10
+	}
+	if r.System == "" {
+		r.System = "x86_64-linux"
+	}
+	return r
+}

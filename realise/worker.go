@@ -1,0 +1,405 @@
+package realise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/storefs/storefs/sandbox"
+	"github.com/storefs/storefs/store"
+)
+
+// Runner runs one sandboxed build; *sandbox.Runner is the real one.
+type Runner interface {
+	Run(ctx context.Context, spec *sandbox.Spec, log io.Writer) (*sandbox.Result, error)
+}
+
+// BuildMode is Nix's build mode.
+type BuildMode int
+
+// The build modes.
+const (
+	// Normal realises what is not valid yet.
+	Normal BuildMode = iota
+	// Check rebuilds valid outputs and compares them (--check).
+	Check
+	// Repair rebuilds or re-substitutes outputs whose contents no longer
+	// match their NAR hash (--repair).
+	Repair
+)
+
+// errOrphaned is the cause given to a goal cancelled because no one waits
+// for it any more.
+var errOrphaned = errors.New("nobody waits for this goal any more")
+
+// goalKind tells derivation goals from substitution goals.
+type goalKind uint8
+
+const (
+	derivationGoal goalKind = iota + 1
+	substitutionGoal
+)
+
+type goalKey struct {
+	kind goalKind
+	path store.Path
+	mode BuildMode
+}
+
+// goal is the unit of work: one per derivation (building its outputs) or
+// per store path (substituting it), shared by everyone who wants it. A
+// goal runs in its own goroutine under the worker's context; holders (the
+// requests and parent goals that wait for it) are counted, and an orphan
+// is cancelled when Options.CancelOrphans is set.
+type goal struct {
+	key       goalKey
+	keepGoing bool
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	done      chan struct{}
+
+	// Guarded by Worker.mu.
+	holders int
+	// wanted is the set of a derivation goal's outputs that were asked
+	// for; nil means all. Requesters merge theirs in while the goal runs.
+	wanted map[string]bool
+
+	// res is set before done is closed.
+	res *goalResult
+}
+
+// goalResult is what a goal ended with.
+type goalResult struct {
+	status Status
+	err    *BuildError
+	// outputs are a derivation goal's output paths by name.
+	outputs map[string]store.Path
+}
+
+// Worker runs goals: it realises store paths by building derivations in
+// the sandbox (and, where caches are configured, substituting). It is safe
+// for concurrent use; Close stops it.
+type Worker struct {
+	st     *store.Store
+	runner Runner
+	opts   Options
+	logger *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// buildSlots holds a token per running build (max-jobs).
+	buildSlots chan struct{}
+
+	mu      sync.Mutex
+	goals   map[goalKey]*goal
+	subs    map[int]func(Event)
+	nextSub int
+}
+
+// New returns a worker over st that builds with runner.
+func New(st *store.Store, runner Runner, opts *Options) (*Worker, error) {
+	o := opts.withDefaults()
+	if !o.Sandbox && string(st.Dir) != st.RealDir() {
+		return nil, fmt.Errorf("building without the sandbox needs the store directory %s to be the real directory %s", st.Dir, st.RealDir())
+	}
+	if o.LogDir != "" {
+		if err := os.MkdirAll(o.LogDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating log directory: %w", err)
+		}
+	}
+	w := &Worker{
+		st:         st,
+		runner:     runner,
+		opts:       o,
+		logger:     o.Logger,
+		buildSlots: make(chan struct{}, o.MaxJobs),
+		goals:      map[goalKey]*goal{},
+		subs:       map[int]func(Event){},
+	}
+	if w.logger == nil {
+		w.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// Close cancels every goal, kills running builders and waits for the
+// goals to end.
+func (w *Worker) Close() error {
+	w.cancel()
+	w.wg.Wait()
+	return nil
+}
+
+// Store is the store the worker realises paths in.
+func (w *Worker) Store() *store.Store { return w.st }
+
+// acquire returns the goal for key, starting it if there is none (or the
+// one there is cancelled), and counts the caller as a holder. For a
+// derivation goal, wanted (nil: all) is merged into the goal's.
+func (w *Worker) acquire(key goalKey, keepGoing bool, wanted []string, body func(*goal) *goalResult) *goal {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if g, ok := w.goals[key]; ok && g.ctx.Err() == nil {
+		g.holders++
+		if g.wanted != nil {
+			if wanted == nil {
+				g.wanted = nil
+			} else {
+				for _, o := range wanted {
+					g.wanted[o] = true
+				}
+			}
+		}
+		return g
+	}
+	g := &goal{key: key, keepGoing: keepGoing, done: make(chan struct{}), holders: 1}
+	if wanted != nil {
+		g.wanted = map[string]bool{}
+		for _, o := range wanted {
+			g.wanted[o] = true
+		}
+	}
+	g.ctx, g.cancel = context.WithCancelCause(w.ctx)
+	w.goals[key] = g
+	w.wg.Add(1)
+	go w.runGoal(g, body)
+	return g
+}
+
+func (w *Worker) runGoal(g *goal, body func(*goal) *goalResult) {
+	defer w.wg.Done()
+	res := body(g)
+	if res.err == nil && !res.status.Success() {
+		panic("realise: invariant broken: a failed goal without an error")
+	}
+	w.mu.Lock()
+	if w.goals[g.key] == g {
+		delete(w.goals, g.key)
+	}
+	w.mu.Unlock()
+	g.res = res
+	g.cancel(nil)
+	close(g.done)
+}
+
+// release drops a holder; an orphaned goal is cancelled if so configured.
+func (w *Worker) release(g *goal) {
+	w.mu.Lock()
+	g.holders--
+	orphan := g.holders == 0
+	w.mu.Unlock()
+	if orphan && w.opts.CancelOrphans {
+		g.cancel(errOrphaned)
+	}
+}
+
+// wantedOutputs is the current wanted set of a derivation goal (nil: all).
+func (w *Worker) wantedOutputs(g *goal) map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if g.wanted == nil {
+		return nil
+	}
+	out := make(map[string]bool, len(g.wanted))
+	for k := range g.wanted {
+		out[k] = true
+	}
+	return out
+}
+
+// wait waits for g to end or ctx to be done.
+func wait(ctx context.Context, g *goal) (*goalResult, error) {
+	select {
+	case <-g.done:
+		return g.res, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// waitAll waits for goals; without keepGoing it stops at the first
+// failure. It returns the failures seen, in the order they happened.
+func waitAll(ctx context.Context, goals []*goal, keepGoing bool) ([]*goalResult, error) {
+	var failed []*goalResult
+	pending := len(goals)
+	doneCh := make(chan *goal, len(goals))
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, g := range goals {
+		go func(g *goal) {
+			select {
+			case <-g.done:
+				doneCh <- g
+			case <-stop:
+			}
+		}(g)
+	}
+	for pending > 0 {
+		select {
+		case g := <-doneCh:
+			pending--
+			if !g.res.status.Success() && g.res.status != NoSubstituters {
+				failed = append(failed, g.res)
+				if !keepGoing {
+					return failed, nil
+				}
+			}
+		case <-ctx.Done():
+			return failed, context.Cause(ctx)
+		}
+	}
+	return failed, nil
+}
+
+// Target is something to realise: a derivation (with the outputs wanted,
+// nil meaning all) or any other store path.
+type Target struct {
+	Path    store.Path
+	Outputs []string
+}
+
+func (t Target) String() string {
+	if len(t.Outputs) == 0 {
+		return string(t.Path)
+	}
+	s := string(t.Path) + "!"
+	for i, o := range t.Outputs {
+		if i > 0 {
+			s += ","
+		}
+		s += o
+	}
+	return s
+}
+
+// Request is one call of Realise.
+type Request struct {
+	Targets []Target
+	// KeepGoing is keep-going: without it the first failure stops
+	// everything else this request started.
+	KeepGoing bool
+	Mode      BuildMode
+}
+
+// Result is how one target ended.
+type Result struct {
+	Target Target
+	Status Status
+	// Outputs are the paths of a derivation target's wanted outputs, or
+	// the path itself for other targets.
+	Outputs map[string]store.Path
+	// Err is set when the target failed.
+	Err *BuildError
+}
+
+// Report is the outcome of a request.
+type Report struct {
+	Results []Result
+}
+
+// Failed reports whether any target failed.
+func (r *Report) Failed() bool {
+	for _, res := range r.Results {
+		if !res.Status.Success() {
+			return true
+		}
+	}
+	return false
+}
+
+// Bits are the exit-status bits of all failures of the request.
+func (r *Report) Bits() ExitBits {
+	var b ExitBits
+	for _, res := range r.Results {
+		if res.Err != nil {
+			b |= res.Err.Bits
+		}
+	}
+	return b
+}
+
+// Realise realises the request's targets and waits for them. Cancelling
+// ctx ends the wait (the report then holds what had finished); the goals
+// go on if others still wait for them. Failures are in the report, not
+// the error, which is for the request itself (a target that cannot be
+// realised at all, or ctx).
+func (w *Worker) Realise(ctx context.Context, req Request) (*Report, error) {
+	type top struct {
+		t Target
+		g *goal
+	}
+	var tops []top
+	defer func() {
+		for _, t := range tops {
+			w.release(t.g)
+		}
+	}()
+	for _, t := range req.Targets {
+		g, err := w.goalFor(t, req.KeepGoing, req.Mode)
+		if err != nil {
+			return nil, err
+		}
+		tops = append(tops, top{t, g})
+	}
+	goals := make([]*goal, len(tops))
+	for i, t := range tops {
+		goals[i] = t.g
+	}
+	_, err := waitAll(ctx, goals, req.KeepGoing)
+	rep := &Report{}
+	for _, t := range tops {
+		res := Result{Target: t.t}
+		select {
+		case <-t.g.done:
+			res.Status, res.Err = t.g.res.status, t.g.res.err
+			res.Outputs = selectOutputs(t.t, t.g.res)
+		default:
+			// Stopped waiting: cancelled, or another target failed
+			// without keep-going.
+			res.Status = Cancelled
+			res.Err = &BuildError{Drv: t.t.Path, Status: Cancelled, Msg: fmt.Sprintf("realising '%s' was stopped", t.t.Path)}
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	if err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// goalFor starts or joins the goal that realises t.
+func (w *Worker) goalFor(t Target, keepGoing bool, mode BuildMode) (*goal, error) {
+	if t.Path.Dir() != w.st.Dir {
+		return nil, fmt.Errorf("path '%s' is not in the Nix store", t.Path)
+	}
+	if t.Path.IsDerivation() {
+		return w.acquire(goalKey{derivationGoal, t.Path, mode}, keepGoing, t.Outputs, w.runDerivationGoal), nil
+	}
+	if len(t.Outputs) > 0 {
+		return nil, fmt.Errorf("'%s' is not a derivation, so it has no outputs to select", t.Path)
+	}
+	return w.acquire(goalKey{substitutionGoal, t.Path, mode}, keepGoing, nil, w.runPathGoal), nil
+}
+
+func selectOutputs(t Target, res *goalResult) map[string]store.Path {
+	if res.outputs == nil {
+		return map[string]store.Path{"out": t.Path}
+	}
+	if len(t.Outputs) == 0 {
+		return res.outputs
+	}
+	out := map[string]store.Path{}
+	for _, o := range t.Outputs {
+		if p, ok := res.outputs[o]; ok {
+			out[o] = p
+		}
+	}
+	return out
+}
