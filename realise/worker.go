@@ -403,3 +403,41 @@ func selectOutputs(t Target, res *goalResult) map[string]store.Path {
 	}
 	return out
 }
+
+// Knows reports whether p is valid or can be realised: a valid derivation
+// in the output index produces it (or, for a .drv, it is valid itself).
+func (w *Worker) Knows(ctx context.Context, p store.Path) (bool, error) {
+	if ok, err := w.st.IsValid(p); err != nil || ok {
+		return ok, err
+	}
+	if p.IsDerivation() {
+		return false, nil
+	}
+	derivers, err := w.st.Derivers(p)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range derivers {
+		if ok, err := w.st.IsValid(d.Drv); err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// RealisePath makes one store path valid (building or substituting what it
+// takes) and returns its failure as an error: a *BuildError, or ctx's
+// cause when the wait was cut short (the goal goes on for others).
+func (w *Worker) RealisePath(ctx context.Context, p store.Path) error {
+	rep, err := w.Realise(ctx, Request{Targets: []Target{{Path: p}}})
+	if err != nil {
+		return err
+	}
+	if res := rep.Results[0]; res.Err != nil {
+		if res.Status == Cancelled && ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return res.Err
+	}
+	return nil
+}

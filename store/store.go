@@ -44,6 +44,18 @@ type Store struct {
 	// drvHashes memoises hashDerivationModulo of .drv files in the store;
 	// they are immutable, so entries never go stale.
 	drvHashes sync.Map
+
+	hookMu  sync.Mutex
+	onValid []func([]Path)
+}
+
+// OnValid registers fn to be called, after each successful registration,
+// with the paths that became valid, whatever registered them (a build, a
+// substitution, an add). fn must not block.
+func (s *Store) OnValid(fn func([]Path)) {
+	s.hookMu.Lock()
+	s.onValid = append(s.onValid, fn)
+	s.hookMu.Unlock()
 }
 
 // Layout of the state directory.
@@ -190,8 +202,16 @@ func (s *Store) Register(infos []*PathInfo) error {
 	if err := s.DB.register(infos, outputs); err != nil {
 		return err
 	}
-	for _, info := range infos {
+	paths := make([]Path, len(infos))
+	for i, info := range infos {
 		s.logger.Debug("registered", "path", info.Path)
+		paths[i] = info.Path
+	}
+	s.hookMu.Lock()
+	hooks := s.onValid
+	s.hookMu.Unlock()
+	for _, fn := range hooks {
+		fn(paths)
 	}
 	return nil
 }

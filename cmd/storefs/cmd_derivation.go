@@ -39,21 +39,21 @@ func (a *app) cmdDerivationAdd(c *cli.Context) error {
 	if c.NArg() > 1 {
 		return fmt.Errorf("derivation add takes at most one FILE")
 	}
-	var data []byte
-	var err error
-	if f := c.Args().First(); f != "" && f != "-" {
-		data, err = os.ReadFile(f)
-	} else {
-		data, err = io.ReadAll(io.LimitReader(a.stdin, store.MaxDerivationSize+1))
-	}
-	if err != nil {
-		return fmt.Errorf("reading derivation: %w", err)
-	}
-	d, err := parseDerivationInput(a.storeDir, data)
-	if err != nil {
-		return err
-	}
 	return a.withStore(c, func(st *store.Store) error {
+		var data []byte
+		var err error
+		if f := c.Args().First(); f != "" && f != "-" {
+			data, err = os.ReadFile(f)
+		} else {
+			data, err = io.ReadAll(io.LimitReader(a.stdin, store.MaxDerivationSize+1))
+		}
+		if err != nil {
+			return fmt.Errorf("reading derivation: %w", err)
+		}
+		d, err := parseDerivationInput(a.storeDir, data)
+		if err != nil {
+			return err
+		}
 		p, err := st.AddDerivation(c.Context, d)
 		if err != nil {
 			return err

@@ -142,12 +142,25 @@ func parseSandboxPaths(entries []string) ([]sandbox.BindPath, error) {
 	return out, nil
 }
 
-// newWorker makes the sandbox runner and the worker for st.
-func (a *app) newWorker(c *cli.Context, st *store.Store) (*realise.Worker, error) {
+// newWorker makes the sandbox runner and the worker for st; in the daemon
+// it returns the daemon's worker. close releases it.
+func (a *app) newWorker(c *cli.Context, st *store.Store) (w *realise.Worker, close func(), err error) {
+	if a.shared != nil {
+		return a.shared.w, func() {}, nil
+	}
 	opts, err := a.workerOptions(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	w, err = a.makeWorker(st, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, func() { w.Close() }, nil
+}
+
+// makeWorker makes the sandbox runner and a worker with opts.
+func (a *app) makeWorker(st *store.Store, opts *realise.Options) (*realise.Worker, error) {
 	startID, err := a.settings.Int("start-id")
 	if err != nil {
 		return nil, err
@@ -221,11 +234,11 @@ func (a *app) cmdRealise(c *cli.Context) error {
 		req.Mode = realise.Repair
 	}
 	return a.withStore(c, func(st *store.Store) error {
-		w, err := a.newWorker(c, st)
+		w, closeWorker, err := a.newWorker(c, st)
 		if err != nil {
 			return err
 		}
-		defer w.Close()
+		defer closeWorker()
 		p := newProgress(a.stderr, c.Bool("print-build-logs"))
 		unsubscribe := w.Subscribe(p.event)
 		defer unsubscribe()

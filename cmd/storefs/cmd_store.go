@@ -154,11 +154,11 @@ func (a *app) cmdAdd(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		contents, err := io.ReadAll(a.stdin)
-		if err != nil {
-			return fmt.Errorf("reading standard input: %w", err)
-		}
 		return a.withStore(c, func(st *store.Store) error {
+			contents, err := io.ReadAll(a.stdin)
+			if err != nil {
+				return fmt.Errorf("reading standard input: %w", err)
+			}
 			p, err := st.AddText(c.Context, name, contents, refs)
 			if err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/storefs/storefs/daemon"
 	"github.com/storefs/storefs/sandbox"
 	"github.com/storefs/storefs/store"
 )
@@ -35,6 +36,13 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 
+	// args is the command line after --option extraction and flag
+	// reordering, as a daemon would be sent it.
+	args []string
+	// shared is set when the command runs inside the mount daemon: it
+	// uses the daemon's store and worker.
+	shared *shared
+
 	options  [][2]string
 	settings *Settings
 	storeDir store.Dir
@@ -44,7 +52,12 @@ type app struct {
 
 // run runs the command line and returns the process's exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	return runShared(ctx, args, stdin, stdout, stderr, nil)
+}
+
+// runShared runs the command line, inside the daemon when sh is set.
+func runShared(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, sh *shared) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, shared: sh}
 	args, opts, err := extractOptions(args)
 	if err != nil {
 		printError(stderr, err)
@@ -52,7 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	a.options = opts
 	cliApp := a.cli()
-	err = cliApp.RunContext(ctx, flagsFirst(cliApp.Commands, args))
+	a.args = flagsFirst(cliApp.Commands, args)
+	err = cliApp.RunContext(ctx, a.args)
 	if err != nil {
 		printError(stderr, err)
 		return exitCode(err)
@@ -152,8 +166,23 @@ func (a *app) openStore(ctx context.Context) (*store.Store, error) {
 	})
 }
 
-// withStore opens the store, runs fn and closes the store.
+// withStore runs fn with the store: the daemon's when the command runs in
+// the daemon; else, if a daemon is running, the whole command is sent to
+// it; else the store is opened for the command's run.
 func (a *app) withStore(c *cli.Context, fn func(st *store.Store) error) (err error) {
+	if a.shared != nil {
+		return fn(a.shared.st)
+	}
+	if conn, err := daemon.Dial(a.socketPath()); err == nil {
+		code, err := daemon.Run(c.Context, conn, a.forwardArgs(c), a.stdin, a.stdout, a.stderr)
+		if err != nil {
+			return fmt.Errorf("running the command in the storefs daemon: %w", err)
+		}
+		if code != 0 {
+			return &exitError{code: code}
+		}
+		return nil
+	}
 	st, err := a.openStore(c.Context)
 	if err != nil {
 		return err
