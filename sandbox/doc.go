@@ -1,0 +1,63 @@
+// Package sandbox runs one builder isolated the way Nix 2.8 does on Linux,
+// so that a build sees the same world here as under Nix: the same ids,
+// names, files, devices, mounts, environment and syscall filter.
+//
+// It knows nothing of derivations or the store database: the caller
+// (package realise) computes the environment, the input closure and the
+// outputs, passes them as plain strings in a Spec, and checks and registers
+// what the builder produced. Package sandbox imports no other storefs
+// package.
+//
+// # Basics
+//
+// New returns a Runner from Options (nix.conf's start-id, id-count,
+// sandbox, system-features). Runner.Run takes a Spec, runs its builder,
+// streams the builder's output (one pty, raw mode) to an io.Writer, moves
+// the outputs the builder made to Spec.OutputDir and returns a Result: the
+// exit status and the host ids the build ran as. A builder that fails is a
+// Result, not an error; an environment that could not be set up is a
+// *SetupError.
+//
+// Run re-executes our own binary (/proc/self/exe) as the sandbox child, so
+// RunChildIfRequested must be the first statement of main, and of TestMain
+// in packages whose tests run builds. The child gets new user, mount, pid,
+// ipc, uts and (except for fixed-output builds) network namespaces, enters
+// the chroot the parent prepared, becomes the build user (uid 1000, gid 100
+// inside; a uid pool slot outside), loads the seccomp filter and executes
+// the builder as pid 1. protocol.go draws how parent and child talk.
+//
+// # Invariants
+//
+//   - Isolation: the builder sees only its inputs (read-only), its build
+//     directory at /build, /tmp, a minimal /dev, its own /proc and the
+//     sandbox-paths; no host network unless fixed-output; no capabilities,
+//     no_new_privs, and a seccomp filter against setuid/setgid files and
+//     extended attributes.
+//   - One build per uid: a uid pool slot is an flock on a file in
+//     Options.UIDLockDir, so concurrent builds, also in different
+//     processes, never share a uid.
+//   - Nothing is left: when Run returns, no process of the build runs (they
+//     all live in the builder's pid namespace, which dies with it), nothing
+//     is mounted (the mounts exist only in the child's mount namespace) and
+//     nothing Run made is on disk, except the moved outputs and a build
+//     directory kept on request.
+//
+// # Concurrency
+//
+// A Runner is safe for concurrent use; each Run holds its own uid slot.
+// Run blocks until the build ends; cancelling its context kills the build.
+// The writer passed to Run is called from one goroutine at a time.
+//
+// # Caveats
+//
+// Disabled mode (nix.conf's `sandbox = false`) runs the builder on the
+// host, without any of the isolation above but the build user and the
+// seccomp filter, as Nix does.
+//
+// The sandbox child must start fast, since it starts once per build: the
+// seccomp program is generated ahead of time (internal/seccompgen) rather
+// than linking libseccomp, so that this package adds no cgo. A binary that
+// links cgo for other reasons (package net's resolver, os/user) makes every
+// build pay for the dynamic loader; build storefs with CGO_ENABLED=0, or
+// the netgo and osusergo tags.
+package sandbox

@@ -1,0 +1,187 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// The parent (Run) and the sandbox child (the same binary, re-executed)
+// talk over one Unix stream socket that the child inherits as fd configFD.
+// Builder output never travels on it: it has its own pty.
+//
+//	parent (Run)                                   child (/proc/self/exe childArg)
+//	────────────                                   ───────────────────────────────
+//	socketpair: child end → fd 3 (configFD)
+//	pty: slave → fd 1 and 2, /dev/null → fd 0
+//	clone(NEWUSER|NEWNS|NEWPID|NEWIPC|NEWUTS[|NEWNET]),
+//	uid/gid maps written, execve(/proc/self/exe) ──► Go runtime starts,
+//	                                                 RunChildIfRequested
+//	prepare chroot and build dir
+//	childConfig, one JSON value ───────────────────► decode it from fd 3
+//	                                                 runChild: steps 1–7
+//	                     ◄─────────────────────────  "\1\n"           ready: about to execve
+//	                                                 execve(builder); fd 3 is close-on-exec
+//	EOF on fd 3          ◄─────────────────────────  (execve succeeded)
+//	builder output       ◄═════════ pty ══════════  builder's stdout and stderr
+//	wait4 → Result
+//
+//	on a setup failure, at any step (also a failed execve after "ready"):
+//	                     ◄─────────────────────────  "\1" + JSON setupFailure + "\n"
+//	                                                 exit(childFailedExit)
+//
+// Every frame starts with '\1' and ends with '\n', as in Nix, whose child
+// writes the same framing to its log pipe; encoding/json never emits a raw
+// newline, so a frame is one line. The parent reads fd 3 until EOF and then
+// decides: an error frame is a *SetupError; "ready" with no error frame
+// means the builder runs; EOF with neither means the child died before it
+// could say anything (a crash, a kill), which also becomes a *SetupError,
+// carrying the child's wait status. So the parent never hangs on a child
+// that dies early: the child's death closes fd 3.
+//
+// The parent keeps its end open until the EOF. The child relies on that to
+// notice a parent that died before the child set its parent-death signal:
+// a peek at fd 3 then sees EOF rather than "no data".
+//
+// In Disabled mode the protocol is the same, but the child is started
+// without namespaces and skips the steps that need them.
+const (
+	// childArg is argv[1] of the sandbox child. It is deliberately not a
+	// valid flag or command of any of our binaries.
+	childArg = "__storefs-sandbox-child__"
+
+	// configFD is the child's end of the parent's socket: the JSON
+	// childConfig comes in on it, the status frames go out on it.
+	configFD = 3
+
+	// childFailedExit is the child's exit status after it reported a setup
+	// failure (runc uses the same value).
+	childFailedExit = 255
+
+	// frameStart starts every status frame.
+	frameStart = '\x01'
+)
+
+// childConfig is everything the sandbox child needs; it reads nothing else
+// (not its environment, not a file). Paths named "host" are host paths,
+// resolved before pivot_root; the others are paths inside the sandbox.
+type childConfig struct {
+	// Sandbox describes the namespaces and the chroot; nil in Disabled
+	// mode, where the child runs the builder on the host.
+	Sandbox *sandboxConfig `json:"sandbox,omitempty"`
+
+	// Dir is the builder's working directory: "/build" in the sandbox, the
+	// host build directory in Disabled mode.
+	Dir string `json:"dir"`
+
+	// SetUser makes the child switch to UID and GID before the exec. In a
+	// sandbox these are the ids inside the user namespace (1000 and 100);
+	// in Disabled mode they are the host ids of the uid pool slot, and the
+	// supplementary groups are cleared too (impossible in a user namespace
+	// whose setgroups is "deny", where the parent clears them before
+	// cloning).
+	SetUser bool `json:"setUser"`
+	UID     int  `json:"uid"`
+	GID     int  `json:"gid"`
+
+	// Linux32 selects the 32-bit personality (i686 on x86_64, armv7l on
+	// aarch64), as Nix does for those systems.
+	Linux32 bool `json:"linux32,omitempty"`
+
+	// Builder is the program to execute, Argv its full argument vector
+	// (argv[0] is the builder's base name, as in Nix) and Env its
+	// environment as sorted "NAME=value" strings.
+	Builder string   `json:"builder"`
+	Argv    []string `json:"argv"`
+	Env     []string `json:"env"`
+}
+
+// sandboxConfig is the namespace part of childConfig.
+type sandboxConfig struct {
+	// Root is the host path of the chroot the parent prepared: every mount
+	// point below already exists in it.
+	Root string `json:"root"`
+
+	// StoreDir is the logical store directory; Root+StoreDir is bind-mounted
+	// onto itself, as Nix 2.8 does.
+	StoreDir string `json:"storeDir"`
+
+	// Binds are bind mounts in mount order (sorted by target, so a parent
+	// is mounted before anything below it): the build directory, the
+	// inputs, sandbox-paths and, for fixed-output builds, host files of
+	// /etc.
+	Binds []bindMount `json:"binds"`
+
+	// DevNodes are host device files bind-mounted at the same path inside;
+	// empty when sandbox-paths provides /dev itself.
+	DevNodes []string `json:"devNodes,omitempty"`
+
+	// DevPts mounts a private devpts instance on /dev/pts (/dev/ptmx is a
+	// symlink into it).
+	DevPts bool `json:"devPts"`
+
+	// DevShm mounts a private tmpfs on /dev/shm (when the host has one,
+	// like Nix).
+	DevShm bool `json:"devShm"`
+
+	// PrivateNetwork is true when the child is in a new network namespace
+	// and must bring up its loopback interface.
+	PrivateNetwork bool `json:"privateNetwork"`
+}
+
+// bindMount is one bind mount of childConfig.
+type bindMount struct {
+	Source   string `json:"source"` // host path
+	Target   string `json:"target"` // path inside the sandbox
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// setupFailure is the payload of an error frame.
+type setupFailure struct {
+	Step  string `json:"step"`            // the runChild step that failed
+	Msg   string `json:"msg"`             // the wrapped error's text
+	Errno int    `json:"errno,omitempty"` // the underlying errno, if any
+}
+
+// readyFrame is the frame the child writes just before execve.
+const readyFrame = "\x01\n"
+
+// encodeFailure returns the error frame for err at step.
+func encodeFailure(step string, err error) []byte {
+	f := setupFailure{Step: step, Msg: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		f.Errno = int(errno)
+	}
+	b, _ := json.Marshal(&f) // cannot fail: plain strings and an int
+	out := make([]byte, 0, len(b)+2)
+	out = append(out, frameStart)
+	out = append(out, b...)
+	return append(out, '\n')
+}
+
+// parseStatus interprets everything the child wrote on configFD. It
+// returns whether the child said it was ready, and the first setup failure
+// it reported, if any.
+func parseStatus(data []byte) (ready bool, failure *setupFailure, err error) {
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 || data[0] != frameStart {
+			return ready, nil, fmt.Errorf("malformed status from sandbox child: %q", data)
+		}
+		frame := data[1:i]
+		data = data[i+1:]
+		if len(frame) == 0 {
+			ready = true
+			continue
+		}
+		var f setupFailure
+		if err := json.Unmarshal(frame, &f); err != nil {
+			return ready, nil, fmt.Errorf("malformed status from sandbox child: %q: %w", frame, err)
+		}
+		return ready, &f, nil
+	}
+	return ready, nil, nil
+}

@@ -1,0 +1,654 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// init finishes New on Linux: the uid pool (when we are root, like Nix's
+// build users) and a check that builds can get their namespaces.
+func (r *Runner) init() error {
+	r.uid, r.gid = os.Getuid(), os.Getgid()
+	if len(seccompFilter) == 0 {
+		return fmt.Errorf("sandbox: no seccomp filter for %s (see internal/seccompgen)", runtime.GOARCH)
+	}
+	if r.uid == 0 {
+		pool, err := newUIDPool(r.opts.UIDLockDir, r.opts.StartID, r.opts.IDCount)
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		r.pool = pool
+	}
+	if !r.opts.Disabled {
+		if err := checkNamespaces(); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkNamespaces looks for the obvious reasons why clone would refuse a
+// user namespace, to fail in New with a clear message rather than in
+// every Run.
+func checkNamespaces() error {
+	if _, err := os.Stat("/proc/self/ns/user"); err != nil {
+		return fmt.Errorf("%w: /proc/self/ns/user is missing (kernel without CONFIG_USER_NS?)", ErrNoNamespaces)
+	}
+	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		return fmt.Errorf("%w: /proc/sys/user/max_user_namespaces is 0", ErrNoNamespaces)
+	}
+	return nil
+}
+
+// Run runs the builder of spec and waits for it. The builder's stdout and
+// stderr (one pty, raw mode) go to log as they come.
+//
+// A builder that fails is not an error: see Result. Run returns a
+// *SetupError when the build environment could not be set up,
+// context.Cause(ctx) when ctx was cancelled (after killing the build), or
+// log's error (after killing the build) when writing to log fails; the
+// caller uses that to enforce max-build-log-size. With those two the
+// Result is returned as well, so that a kept build directory can be
+// found. Whatever happened, when Run returns no process of the build is
+// left, nothing is mounted, and nothing Run made is left on disk except
+// the moved outputs and a kept build directory.
+func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (res *Result, err error) {
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	b := &build{
+		r:         r,
+		spec:      spec,
+		sandboxed: !r.opts.Disabled,
+		uid:       r.uid,
+		gid:       r.gid,
+		exitc:     make(chan exitStatus, 1),
+	}
+	if r.pool != nil {
+		slot, err := r.pool.acquire()
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		defer slot.release() // deferred first, so it runs last
+		b.uid, b.gid = slot.uid, slot.gid
+	}
+	b.logger = r.logger.With("name", spec.Name, "uid", b.uid)
+	defer func() {
+		if cerr := b.cleanup(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	return b.run(ctx, log)
+}
+
+// build is the state of one Run.
+type build struct {
+	r         *Runner
+	spec      *Spec
+	logger    *slog.Logger
+	sandboxed bool
+	uid, gid  int // host ids of the builder
+
+	buildDir string // host build directory, once made
+	root     string // host chroot directory, once made (sandboxed only)
+
+	master    *os.File // pty master: builder output
+	slave     *os.File // pty slave, until the child has it
+	status    *os.File // our end of the config/status socket
+	childSock *os.File // the child's end, until the child has it
+
+	startc   chan error // the start's outcome, until awaitStart took it
+	startErr error      // what awaitStart returned
+	proc     *os.Process
+	exited   atomic.Bool // proc has been reaped
+	exitc    chan exitStatus
+	waited   bool // exitc has been received from
+	started  bool // the builder was executed
+
+	pumpDone chan struct{} // closed when the log pump returns
+	logErr   error         // the log writer's error; read after pumpDone
+}
+
+// exitStatus is what the goroutine that owns the child reports.
+type exitStatus struct {
+	state *os.ProcessState
+	err   error
+}
+
+func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error) {
+	spec := b.spec
+	o := owner{uid: b.uid, gid: b.gid, chown: b.r.uid == 0}
+	if !b.sandboxed {
+		// Without a chroot, HOME would be a real path: it must not exist,
+		// or builds would depend on what is in it (Nix 2.8's check).
+		if _, err := os.Lstat(homelessShelter); err == nil {
+			return nil, &SetupError{Step: "build directory", Err: fmt.Errorf("home directory %s exists; please remove it to assure purity of builds without sandboxing", homelessShelter)}
+		}
+	}
+
+	ptyOwner := -1
+	if o.chown {
+		ptyOwner = b.uid
+	}
+	master, slave, err := openPty(ptyOwner)
+	if err != nil {
+		return nil, &SetupError{Step: "pty", Err: err}
+	}
+	b.master = master
+
+	// Start the child first: it is cloned, and its Go runtime boots,
+	// while we prepare the chroot, which it needs only once it reads its
+	// configuration.
+	b.slave = slave
+	if err := b.startChild(); err != nil {
+		return nil, err
+	}
+
+	buildTop := sandboxBuildDir
+	cfg := &childConfig{
+		Dir:     sandboxBuildDir,
+		SetUser: true,
+		UID:     sandboxUID,
+		GID:     sandboxGID,
+		Linux32: linux32(spec.System),
+		Builder: spec.Builder,
+		Argv:    append([]string{path.Base(spec.Builder)}, spec.Args...),
+	}
+	b.buildDir, err = makeBuildDir(spec, o)
+	if err != nil {
+		return nil, &SetupError{Step: "build directory", Err: err}
+	}
+	if b.sandboxed {
+		plan, err := prepareChroot(spec, b.buildDir, o, b.r.opts.KVM)
+		if err != nil {
+			return nil, err
+		}
+		b.root = plan.root
+		cfg.Sandbox = &plan.cfg
+		b.logger.Debug("chroot prepared", "path", b.root, "binds", len(plan.cfg.Binds))
+	} else {
+		buildTop = b.buildDir
+		cfg.Dir = b.buildDir
+		// As root, the builder runs as the slot's uid, like a Nix build
+		// user; otherwise as us.
+		cfg.SetUser, cfg.UID, cfg.GID = o.chown, b.uid, b.gid
+	}
+	cfg.Env = builderEnv(spec, buildTop)
+
+	if err := b.awaitStart(); err != nil {
+		return nil, err
+	}
+
+	b.pumpDone = make(chan struct{})
+	go b.pump(log)
+
+	// Cancelling ctx kills the build. The kill must be over before Run
+	// returns and the uid slot is released (killUID would otherwise hit
+	// the slot's next build).
+	killed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(killed)
+		b.kill()
+	})
+	defer func() {
+		if !stop() {
+			<-killed
+		}
+	}()
+
+	if err := b.handshake(cfg); err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	b.started = true
+	b.logger.Debug("builder started", "pid", b.proc.Pid)
+
+	st := b.wait()
+	if !b.sandboxed && b.r.uid == 0 {
+		// Unsandboxed builds have no pid namespace to end with them: kill
+		// whatever they left running as the build user, as Nix does.
+		killUID(b.uid)
+	}
+	b.finishPump(ctx)
+	if st.err != nil {
+		return nil, fmt.Errorf("waiting for builder: %w", st.err)
+	}
+
+	res = &Result{UID: b.uid, GID: b.gid}
+	ws := st.state.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		res.ExitCode, res.Signal = -1, ws.Signal()
+	} else {
+		res.ExitCode = ws.ExitStatus()
+	}
+	if spec.KeepBuildDir {
+		res.BuildDir = b.buildDir
+	}
+	if ctx.Err() != nil {
+		return res, context.Cause(ctx)
+	}
+	if b.logErr != nil {
+		return res, b.logErr
+	}
+	if err := b.moveOutputs(); err != nil {
+		return res, err
+	}
+	b.logger.Debug("builder finished", "exit", res.ExitCode, "signal", res.Signal)
+	return res, nil
+}
+
+// startChild begins to start the sandbox child, with b.slave as its
+// stdout and stderr; awaitStart waits for the start to be done.
+//
+// The child is started, and waited for, by a goroutine locked to its OS
+// thread, which exits (and so ends the thread) only after the child died,
+// for two reasons. The child's parent-death signal belongs to the thread
+// that forked it, so that thread must live as long as the child. And when
+// we are root, the thread drops its supplementary groups before forking,
+// because the child cannot drop them in a user namespace whose setgroups
+// is "deny" (Nix drops them in a helper process for the same reason); the
+// thread must not run other goroutines afterwards.
+func (b *build) startChild() (err error) {
+	defer func() {
+		if err != nil { // nothing was started: awaitStart will not close these
+			b.slave.Close()
+			if b.childSock != nil {
+				b.childSock.Close()
+			}
+		}
+	}()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return &SetupError{Step: "start", Err: os.NewSyscallError("socketpair", err)}
+	}
+	// Our end is non-blocking, so reads park the goroutine and Close can
+	// interrupt them.
+	if err := syscall.SetNonblock(fds[0], true); err != nil {
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+		return &SetupError{Step: "start", Err: os.NewSyscallError("fcntl", err)}
+	}
+	b.status = os.NewFile(uintptr(fds[0]), "sandbox-status")
+	b.childSock = os.NewFile(uintptr(fds[1]), "sandbox-config")
+
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return &SetupError{Step: "start", Err: err}
+	}
+	attr := &os.ProcAttr{
+		// The child reads nothing but its config socket, so its
+		// environment is only for its Go runtime: one P is all it
+		// needs, and starts faster.
+		Env:   []string{"GOMAXPROCS=1"},
+		Files: []*os.File{devNull, b.slave, b.slave, b.childSock},
+		Sys:   b.sysProcAttr(),
+	}
+	if len(attr.Files) != configFD+1 {
+		panic("sandbox: the config socket must be the child's fd configFD")
+	}
+	dropGroups := b.sandboxed && b.r.uid == 0
+
+	startc := make(chan error, 1)
+	b.startc = startc
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: this goroutine's exit must end the thread.
+		if dropGroups {
+			// The raw syscall changes only this thread, unlike
+			// syscall.Setgroups.
+			if _, _, e := syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+				devNull.Close()
+				startc <- os.NewSyscallError("setgroups", e)
+				return
+			}
+		}
+		p, err := os.StartProcess("/proc/self/exe", []string{"storefs-sandbox", childArg}, attr)
+		devNull.Close()
+		if err != nil {
+			startc <- err
+			return
+		}
+		b.proc = p
+		startc <- nil
+		st, err := p.Wait()
+		b.exited.Store(true)
+		b.exitc <- exitStatus{st, err}
+	}()
+	return nil
+}
+
+// awaitStart waits, once, until the child was cloned and executed our
+// binary, or failed to be. Then our copies of the descriptors it
+// inherited go: else the pty would never report that the build's
+// processes are gone, nor the socket that the child executed the builder.
+// Until then they must stay open: the clone copies them.
+func (b *build) awaitStart() error {
+	if b.startc == nil {
+		return b.startErr
+	}
+	err := <-b.startc
+	b.startc = nil
+	b.slave.Close()
+	b.childSock.Close()
+	if err != nil {
+		if b.sandboxed && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS)) {
+			err = fmt.Errorf("%w: %w", ErrNoNamespaces, err)
+		}
+		b.startErr = &SetupError{Step: "start", Err: err}
+	}
+	return b.startErr
+}
+
+// sysProcAttr returns how the child is cloned. In a sandbox it gets new
+// user, mount, pid, ipc and uts namespaces, and a network namespace unless
+// the derivation is fixed-output; in the user namespace only the build
+// user and group exist, mapped to the slot's ids (or to ours when we are
+// not root). The child is not mapped itself, so it would lose its
+// capabilities in that namespace when it execs our binary; they survive as
+// ambient capabilities (dropped again before the builder's exec).
+func (b *build) sysProcAttr() *syscall.SysProcAttr {
+	// A session of its own: no controlling terminal, no terminal signals.
+	if !b.sandboxed {
+		return &syscall.SysProcAttr{Setsid: true}
+	}
+	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS)
+	if !b.spec.FixedOutput {
+		flags |= syscall.CLONE_NEWNET
+	}
+	return &syscall.SysProcAttr{
+		Setsid:      true,
+		Cloneflags:  flags,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxUID, HostID: b.uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxGID, HostID: b.gid, Size: 1}},
+		AmbientCaps: []uintptr{
+			unix.CAP_SYS_ADMIN, // mount, pivot_root, sethostname
+			unix.CAP_NET_ADMIN, // bring up lo
+			unix.CAP_SETUID,    // become the build user
+			unix.CAP_SETGID,
+			// chdir into /build (mode 0700, the build user's) before
+			// becoming the build user, in the order of runChild.
+			unix.CAP_DAC_READ_SEARCH,
+		},
+		// Pdeathsig cannot be used here: the child's getppid() is 0 in
+		// its pid namespace, which makes package syscall think the
+		// parent died. The child sets it itself.
+	}
+}
+
+// handshake sends the child its configuration and waits until it
+// either executed the builder or failed (see protocol.go).
+func (b *build) handshake(cfg *childConfig) error {
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		return &SetupError{Step: "start", Err: err}
+	}
+	// A write error means the child is gone; reading tells us why.
+	_, werr := b.status.Write(data)
+	status, rerr := io.ReadAll(b.status)
+	ready, failure, perr := parseStatus(status)
+	if failure != nil {
+		b.wait() // the child exits after reporting
+		return &SetupError{Step: failure.Step, Err: &childError{msg: failure.Msg, errno: syscall.Errno(failure.Errno)}}
+	}
+	if ready && rerr == nil && perr == nil {
+		return nil
+	}
+	// The child died without a word: a crash (its stderr is the build
+	// log) or a kill.
+	st := b.wait()
+	why := "sandbox child died before the builder started"
+	if st.state != nil {
+		why += " (" + st.state.String() + ")"
+	}
+	for _, err := range []error{perr, rerr, werr} {
+		if err != nil {
+			why += "; " + err.Error()
+		}
+	}
+	return &SetupError{Step: "start", Err: errors.New(why)}
+}
+
+// pump copies builder output from the pty to log until the pty reports
+// that every process holding the slave is gone (EIO), or log fails; then it
+// kills the build.
+func (b *build) pump(log io.Writer) {
+	defer close(b.pumpDone)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := b.master.Read(buf)
+		if n > 0 {
+			if _, werr := log.Write(buf[:n]); werr != nil {
+				b.logErr = werr
+				b.kill()
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// finishPump waits for the pump to drain the pty. In a sandbox that ends
+// as soon as the pid namespace is gone. An unsandboxed build may leave a
+// process holding the pty (like in Nix, the build then lasts until that
+// process goes, or ctx ends it).
+func (b *build) finishPump(ctx context.Context) {
+	select {
+	case <-b.pumpDone:
+		return
+	case <-ctx.Done():
+	}
+	b.master.Close() // unblocks the pump's Read
+	<-b.pumpDone
+}
+
+// kill kills the build. For a sandbox, killing the pid namespace's init
+// (the builder) is enough: the kernel kills everything else in the
+// namespace before the builder's death is reported.
+func (b *build) kill() {
+	p := b.proc
+	if p == nil {
+		return
+	}
+	if !b.sandboxed && !b.exited.Load() {
+		syscall.Kill(-p.Pid, syscall.SIGKILL) // its session's process group
+	}
+	p.Kill() // by pidfd: never hits a reused pid
+	if !b.sandboxed && b.r.uid == 0 {
+		killUID(b.uid)
+	}
+}
+
+// wait waits for the child's exit, once.
+func (b *build) wait() exitStatus {
+	if b.waited {
+		return exitStatus{err: errors.New("already waited")}
+	}
+	b.waited = true
+	return <-b.exitc
+}
+
+// moveOutputs renames each output the builder created to
+// OutputDir/<base name>.
+func (b *build) moveOutputs() error {
+	prefix := "" // unsandboxed: outputs are at their real paths
+	if b.sandboxed {
+		prefix = b.root
+	}
+	for _, out := range b.spec.Outputs {
+		src := prefix + out
+		st, err := os.Lstat(src)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the caller reports missing outputs
+		}
+		if err != nil {
+			return fmt.Errorf("moving output %s: %w", out, err)
+		}
+		dst := filepath.Join(b.spec.OutputDir, path.Base(out))
+		if err := movePath(src, dst, st); err != nil {
+			return fmt.Errorf("moving output %s: %w", out, err)
+		}
+	}
+	return nil
+}
+
+// movePath renames src to dst, which must not exist. Moving a directory to
+// another parent rewrites its "..", which needs write permission on it:
+// when we are not root and it has none, it gets it for the rename, as in
+// Nix's movePath.
+func movePath(src, dst string, st fs.FileInfo) error {
+	changePerm := os.Geteuid() != 0 && st.IsDir() && st.Mode().Perm()&0o200 == 0
+	if changePerm {
+		if err := os.Chmod(src, st.Mode().Perm()|0o200); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE); err != nil {
+		return &os.LinkError{Op: "rename", Old: src, New: dst, Err: err}
+	}
+	if changePerm {
+		return os.Chmod(dst, st.Mode().Perm())
+	}
+	return nil
+}
+
+// cleanup runs when Run returns, whatever happened: it kills and reaps the
+// child if still needed, stops the pump, and removes the chroot and (unless
+// kept) the build directory.
+func (b *build) cleanup() error {
+	b.awaitStart()
+	if b.proc != nil && !b.waited {
+		b.kill()
+		b.wait()
+	}
+	if b.master != nil {
+		b.master.Close()
+		if b.pumpDone != nil {
+			<-b.pumpDone
+		}
+	}
+	if b.status != nil {
+		b.status.Close()
+	}
+	var errs []error
+	if b.root != "" {
+		// The child's mounts live only in its own mount namespace, which
+		// died with it; make sure before deleting through them.
+		if err := checkNotMounted(b.root); err != nil {
+			errs = append(errs, fmt.Errorf("not removing chroot %s: %w", b.root, err))
+		} else if err := removeTree(b.root); err != nil {
+			errs = append(errs, fmt.Errorf("removing chroot: %w", err))
+		}
+	}
+	// A build directory is kept only for a builder that ran: after a
+	// setup failure no Result tells the caller where it is.
+	if b.buildDir != "" && !(b.spec.KeepBuildDir && b.started) {
+		if err := removeTree(b.buildDir); err != nil {
+			errs = append(errs, fmt.Errorf("removing build directory: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkNotMounted fails if anything is mounted at or below dir in our
+// mount namespace.
+func checkNotMounted(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			return fmt.Errorf("%s is a mount point", mp)
+		}
+	}
+	return nil
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space, …) of
+// /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, ok := octal3(s[i+1 : i+4]); ok {
+				out.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		out.WriteByte(s[i])
+	}
+	return out.String()
+}
+
+func octal3(s string) (byte, bool) {
+	if len(s) != 3 {
+		return 0, false
+	}
+	v := 0
+	for i := 0; i < 3; i++ {
+		if s[i] < '0' || s[i] > '7' {
+			return 0, false
+		}
+		v = v*8 + int(s[i]-'0')
+	}
+	return byte(v), v < 256
+}
+
+// removeTree removes p and everything below it. A builder may leave
+// directories without write permission; as root that does not matter, and
+// otherwise they are made writable and the removal is retried.
+func removeTree(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil || os.Geteuid() == 0 {
+		return err
+	}
+	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(q, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}
+
+// linux32 reports whether system needs the 32-bit personality, as in Nix
+// 2.8's setPersonality.
+func linux32(system string) bool {
+	switch system {
+	case "i686-linux":
+		return runtime.GOARCH == "amd64"
+	case "armv7l-linux", "armv6l-linux":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,22 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// RunChildIfRequested returns at once: there is no sandbox child outside
+// Linux.
+func RunChildIfRequested() {}
+
+func (r *Runner) init() error {
+	return errors.New("sandbox: builds are supported on Linux only")
+}
+
+// Run fails: builds are supported on Linux only.
+func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (*Result, error) {
+	return nil, errors.New("sandbox: builds are supported on Linux only")
+}
