@@ -45,7 +45,9 @@ func newEnv(t testing.TB, opts *realise.Options) *env {
 		t.Fatal(err)
 	}
 	storetest.AddBusybox(t, st)
-	runner, err := sandbox.New(&sandbox.Options{UIDLockDir: filepath.Join(st.StateDir(), "userpool")})
+	_, kvmErr := os.Stat("/dev/kvm")
+	// Nix 2.8 has the kvm feature, and binds /dev/kvm, where it exists.
+	runner, err := sandbox.New(&sandbox.Options{UIDLockDir: filepath.Join(st.StateDir(), "userpool"), KVM: kvmErr == nil})
 	if err != nil {
 		t.Fatalf("sandbox.New = %v", err)
 	}
