@@ -98,7 +98,11 @@ func (b *build) registerOutputs() *BuildError {
 	for _, name := range names {
 		o := outs[name]
 		o.info.RegistrationTime = now
-		if err := w.st.RenameIntoPlace(o.actual, o.info.Path); err != nil {
+		place := w.st.RenameIntoPlace
+		if ok, _ := w.st.IsValid(o.info.Path); ok && b.mode == Repair {
+			place = w.st.ReplaceValid
+		}
+		if err := place(o.actual, o.info.Path); err != nil {
 			b.removeMoved(moved)
 			return newBuildError(b.drvPath, MiscFailure, "%v", err)
 		}

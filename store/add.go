@@ -190,3 +190,24 @@ func (s *Store) RenameIntoPlace(tmp string, p Path) error {
 	}
 	return nil
 }
+
+// ReplaceValid swaps the canonical tree at tmp in as the contents of the
+// valid path p (for --repair). The old contents are moved into the
+// temporary area first, so a crash leaves either the old or the new
+// contents in place, and the leftovers are removed at the next Open.
+func (s *Store) ReplaceValid(tmp string, p Path) error {
+	real := s.RealPath(p)
+	old, err := os.MkdirTemp(s.tmpDir, "old-")
+	if err != nil {
+		return fmt.Errorf("replacing %s: %w", p, err)
+	}
+	aside := filepath.Join(old, p.Base())
+	if err := os.Rename(real, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("replacing %s: %w", p, err)
+	}
+	if err := os.Rename(tmp, real); err != nil {
+		os.Rename(aside, real)
+		return fmt.Errorf("replacing %s: %w", p, err)
+	}
+	return removeTree(old)
+}

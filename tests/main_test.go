@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	storefsBin = filepath.Join(dir, "storefs")
-	build := exec.Command("go", "build", "-race", "-o", storefsBin, "../cmd/storefs")
+	build := exec.Command("go", "build", "-o", storefsBin, "../cmd/storefs")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "building storefs: %v\n", err)
