@@ -152,7 +152,7 @@ func TestCLI_Realise_TwoProcesses(t *testing.T) {
 	}
 	waits := 0
 	for i := range errs {
-		if strings.Contains(errs[i].String(), "waiting for the store in "+in.state+", held by process ") {
+		if strings.Contains(errs[i].String(), "waiting for the store in "+in.state+", held by ") {
 			waits++
 		}
 	}
