@@ -113,6 +113,11 @@ func Mount(mountpoint, realDir string, list Lister, res *Resolver, opts *Options
 	if err != nil {
 		return nil, fmt.Errorf("mounting the store on %s: %w", mountpoint, err)
 	}
+	if srv.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		logger.Warn("the kernel offers no FUSE passthrough (Linux 6.9+); file reads go through storefs")
+	} else {
+		logger.Debug("FUSE passthrough available: file reads bypass storefs")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{srv: srv, root: r, cancel: cancel, done: make(chan struct{}), dir: mountpoint}
 	go func() {
