@@ -54,11 +54,16 @@ func (w *Worker) newBuildLog(drv store.Path, activity func()) (*buildLog, error)
 	if err != nil {
 		return nil, fmt.Errorf("creating build log: %w", err)
 	}
-	enc, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("creating build log: %w", err)
+	enc, _ := w.logEncoders.Get().(*zstd.Encoder)
+	if enc == nil {
+		// Making an encoder costs far more than a trivial build's log;
+		// they are reused through the pool.
+		if enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("creating build log: %w", err)
+		}
 	}
+	enc.Reset(f)
 	l.file, l.enc = f, enc
 	return l, nil
 }
@@ -143,6 +148,7 @@ func (l *buildLog) Close() error {
 	if cerr := l.file.Close(); err == nil {
 		err = cerr
 	}
+	l.w.logEncoders.Put(l.enc)
 	l.enc, l.file = nil, nil
 	return err
 }

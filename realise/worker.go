@@ -95,6 +95,8 @@ type Worker struct {
 
 	// buildSlots holds a token per running build (max-jobs).
 	buildSlots chan struct{}
+	// logEncoders pools the zstd encoders of build logs.
+	logEncoders sync.Pool
 
 	mu      sync.Mutex
 	goals   map[goalKey]*goal
