@@ -20,6 +20,18 @@ import (
 func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	drvPath := g.key.path
 	mode := g.key.mode
+	if ok, err := w.st.IsValid(drvPath); err == nil && !ok && len(w.opts.Substituters) > 0 {
+		// The .drv itself may come from a cache.
+		sub := w.acquire(goalKey{substitutionGoal, drvPath, Normal}, g.keepGoing, nil, w.runSubstitutionGoal)
+		res, err := wait(g.ctx, sub)
+		w.release(sub)
+		if err != nil {
+			return cancelled(drvPath, err)
+		}
+		if !res.status.Success() {
+			return res
+		}
+	}
 	drv, err := w.st.ReadDerivation(drvPath)
 	if err != nil {
 		return failed(drvPath, MiscFailure, "cannot realise '%s': %v", drvPath, err)
@@ -58,6 +70,12 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 			return failed(drvPath, MiscFailure, "%v", err)
 		} else if ok {
 			return done(AlreadyValid)
+		}
+	}
+
+	if mode == Normal {
+		if res := w.substituteOutputs(g, drvPath, attrs, outputs, wanted); res != nil {
+			return res
 		}
 	}
 
@@ -264,6 +282,55 @@ func (w *Worker) runPostBuildHook(ctx context.Context, drvPath store.Path, outs 
 	}
 	if err != nil {
 		return fmt.Errorf("post-build-hook '%s' for '%s' failed: %w", filepath.Base(w.opts.PostBuildHook), drvPath, err)
+	}
+	return nil
+}
+
+// substituteOutputs tries the substituters for the wanted outputs that are
+// not valid, before building (unless allowSubstitutes is false). It
+// returns the goal's result when that settles it: all substituted, or a
+// substituter failed and fallback is off (Nix's message); nil means build.
+func (w *Worker) substituteOutputs(g *goal, drvPath store.Path, attrs *store.Attrs, outputs map[string]store.Path, wanted map[string]bool) *goalResult {
+	if len(w.opts.Substituters) == 0 {
+		return nil
+	}
+	if ok, err := attrs.SubstitutesAllowed(); err != nil || !ok {
+		return nil
+	}
+	var subs []*goal
+	defer func() {
+		for _, s := range subs {
+			w.release(s)
+		}
+	}()
+	names := make([]string, 0, len(outputs))
+	for n := range outputs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if wanted != nil && !wanted[n] {
+			continue
+		}
+		if ok, _ := w.st.IsValid(outputs[n]); ok {
+			continue
+		}
+		subs = append(subs, w.acquire(goalKey{substitutionGoal, outputs[n], Normal}, true, nil, w.runSubstitutionGoal))
+	}
+	if _, err := waitAll(g.ctx, subs, true); err != nil {
+		return cancelled(drvPath, err)
+	}
+	nFailed := 0
+	for _, s := range subs {
+		if !s.res.status.Success() && s.res.status != NoSubstituters {
+			nFailed++
+		}
+	}
+	if ok, err := w.outputsValid(outputs, wanted); err == nil && ok {
+		return &goalResult{status: Substituted, outputs: outputs}
+	}
+	if nFailed > 0 && !w.opts.Fallback {
+		return failed(drvPath, TransientFailure, "some substitutes for the outputs of derivation '%s' failed (usually happens due to networking issues); try '--fallback' to build derivation from source ", drvPath)
 	}
 	return nil
 }

@@ -1,15 +1,40 @@
 package realise
 
 import (
+	"context"
+
 	"github.com/storefs/storefs/store"
 )
 
 // Missing lists the derivations that realising targets would build, inputs
-// first (what Nix prints as "these derivations will be built"). It walks
-// the derivation graph from the targets, stopping at derivations whose
-// wanted outputs are valid.
-func (w *Worker) Missing(targets []Target) ([]store.Path, error) {
+// first, and the paths it would fetch from substituters (what Nix prints
+// as "these derivations will be built" and "these paths will be
+// fetched"). It walks the derivation graph from the targets, stopping at
+// derivations whose wanted outputs are valid or can be substituted.
+func (w *Worker) Missing(ctx context.Context, targets []Target) (build, fetch []store.Path, err error) {
 	var order []store.Path
+	fetchSet := store.NewPathSet()
+	// substitutable reports whether every path is valid or in a cache,
+	// noting the ones to fetch.
+	substitutable := func(ps []store.Path) bool {
+		if len(w.opts.Substituters) == 0 {
+			return false
+		}
+		var missing []store.Path
+		for _, p := range ps {
+			if ok, _ := w.st.IsValid(p); ok {
+				continue
+			}
+			if ok, _ := w.hasSubstitute(ctx, p); !ok {
+				return false
+			}
+			missing = append(missing, p)
+		}
+		for _, p := range missing {
+			fetchSet.Add(p)
+		}
+		return true
+	}
 	seen := map[store.Path]bool{}
 	var visit func(drv store.Path, wanted []string) error
 	visit = func(drv store.Path, wanted []string) error {
@@ -39,6 +64,17 @@ func (w *Worker) Missing(targets []Target) ([]store.Path, error) {
 		if ok {
 			return nil
 		}
+		var wantedPaths []store.Path
+		for n, p := range outs {
+			if want == nil || want[n] {
+				wantedPaths = append(wantedPaths, p)
+			}
+		}
+		if attrs, err := d.Attrs(); err == nil {
+			if allowed, _ := attrs.SubstitutesAllowed(); allowed && substitutable(wantedPaths) {
+				return nil
+			}
+		}
 		inputs := make([]store.Path, 0, len(d.InputDrvs))
 		for p := range d.InputDrvs {
 			inputs = append(inputs, p)
@@ -57,13 +93,16 @@ func (w *Worker) Missing(targets []Target) ([]store.Path, error) {
 		if !drv.IsDerivation() {
 			if ok, err := w.st.IsValid(drv); err != nil || ok {
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
+				continue
+			}
+			if substitutable([]store.Path{drv}) {
 				continue
 			}
 			derivers, err := w.st.Derivers(drv)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if len(derivers) == 0 {
 				continue
@@ -71,8 +110,8 @@ func (w *Worker) Missing(targets []Target) ([]store.Path, error) {
 			drv, wanted = derivers[0].Drv, []string{derivers[0].Output}
 		}
 		if err := visit(drv, wanted); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return order, nil
+	return order, fetchSet.Sorted(), nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/storefs/storefs/sandbox"
+	"github.com/storefs/storefs/store/cache"
 )
 
 // Options configure a Worker. A nil *Options means all defaults. Field
@@ -57,6 +58,16 @@ type Options struct {
 	// (cancel-orphaned-builds), so an interrupted lookup's build still
 	// finishes for the next lookup.
 	CancelOrphans bool
+	// Substituters are the binary caches to substitute from
+	// (substituters), in the order to try them (by priority). Nil means
+	// build everything.
+	Substituters []cache.Cache
+	// Fallback is fallback: build a derivation whose outputs a
+	// substituter has but failed to deliver.
+	Fallback bool
+	// MaxSubstitutionJobs is max-substitution-jobs: downloads at once,
+	// apart from build slots. Zero means 16.
+	MaxSubstitutionJobs int
 	// Environ is the environment (NAME=value) that hooks run with and
 	// that fixed-output builds take their impureEnvVars from; library code
 	// reads no environment of its own. Nil means empty.
@@ -77,6 +88,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.Cores <= 0 {
 		r.Cores = runtime.NumCPU()
+	}
+	if r.MaxSubstitutionJobs <= 0 {
+		r.MaxSubstitutionJobs = 16
 	}
 	if r.LogLines == 0 {
 		r.LogLines = 10

@@ -7,8 +7,8 @@ import (
 )
 
 // runPathGoal realises a store path that is not a derivation: valid
-// already, or an output of a derivation the output index knows, which is
-// then built.
+// already, substituted (with its references, not its deriver) if a cache
+// has it, or else built through a derivation the output index knows.
 func (w *Worker) runPathGoal(g *goal) *goalResult {
 	p := g.key.path
 	info, err := w.st.PathInfo(p)
@@ -21,6 +21,21 @@ func (w *Worker) runPathGoal(g *goal) *goalResult {
 		}
 	case !errors.Is(err, store.ErrNotValid):
 		return failed("", MiscFailure, "%v", err)
+	}
+	var substErr *goalResult
+	if len(w.opts.Substituters) > 0 {
+		sub := w.acquire(goalKey{substitutionGoal, p, g.key.mode}, g.keepGoing, nil, w.runSubstitutionGoal)
+		res, err := wait(g.ctx, sub)
+		w.release(sub)
+		if err != nil {
+			return cancelled("", err)
+		}
+		if res.status != NoSubstituters {
+			if res.status.Success() || !w.opts.Fallback {
+				return res
+			}
+			substErr = res
+		}
 	}
 	derivers, err := w.st.Derivers(p)
 	if err != nil {
@@ -42,7 +57,8 @@ func (w *Worker) runPathGoal(g *goal) *goalResult {
 		}
 		return &goalResult{status: res.status, err: res.err}
 	}
-	e := newBuildError("", MiscFailure, "path '%s' is required, but there is no substituter that can build it", p)
-	e.Path = p
-	return &goalResult{status: MiscFailure, err: e}
+	if substErr != nil {
+		return substErr
+	}
+	return pathFailed(p, MiscFailure, "path '%s' is required, but there is no substituter that can build it", p)
 }

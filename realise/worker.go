@@ -41,7 +41,11 @@ type goalKind uint8
 
 const (
 	derivationGoal goalKind = iota + 1
+	// substitutionGoal substitutes a path, nothing else.
 	substitutionGoal
+	// pathGoal realises a path that is not a derivation: substituted if
+	// a cache has it, else built through the derivation producing it.
+	pathGoal
 )
 
 type goalKey struct {
@@ -95,6 +99,9 @@ type Worker struct {
 
 	// buildSlots holds a token per running build (max-jobs).
 	buildSlots chan struct{}
+	// substSlots holds a token per running download
+	// (max-substitution-jobs).
+	substSlots chan struct{}
 	// logEncoders pools the zstd encoders of build logs.
 	logEncoders sync.Pool
 
@@ -121,6 +128,7 @@ func New(st *store.Store, runner Runner, opts *Options) (*Worker, error) {
 		opts:       o,
 		logger:     o.Logger,
 		buildSlots: make(chan struct{}, o.MaxJobs),
+		substSlots: make(chan struct{}, o.MaxSubstitutionJobs),
 		goals:      map[goalKey]*goal{},
 		subs:       map[int]func(Event){},
 	}
@@ -387,7 +395,7 @@ func (w *Worker) goalFor(t Target, keepGoing bool, mode BuildMode) (*goal, error
 	if len(t.Outputs) > 0 {
 		return nil, fmt.Errorf("'%s' is not a derivation, so it has no outputs to select", t.Path)
 	}
-	return w.acquire(goalKey{substitutionGoal, t.Path, mode}, keepGoing, nil, w.runPathGoal), nil
+	return w.acquire(goalKey{pathGoal, t.Path, mode}, keepGoing, nil, w.runPathGoal), nil
 }
 
 func selectOutputs(t Target, res *goalResult) map[string]store.Path {
@@ -407,24 +415,23 @@ func selectOutputs(t Target, res *goalResult) map[string]store.Path {
 }
 
 // Knows reports whether p is valid or can be realised: a valid derivation
-// in the output index produces it (or, for a .drv, it is valid itself).
+// in the output index produces it, or a substituter has it.
 func (w *Worker) Knows(ctx context.Context, p store.Path) (bool, error) {
 	if ok, err := w.st.IsValid(p); err != nil || ok {
 		return ok, err
 	}
-	if p.IsDerivation() {
-		return false, nil
-	}
-	derivers, err := w.st.Derivers(p)
-	if err != nil {
-		return false, err
-	}
-	for _, d := range derivers {
-		if ok, err := w.st.IsValid(d.Drv); err != nil || ok {
-			return ok, err
+	if !p.IsDerivation() {
+		derivers, err := w.st.Derivers(p)
+		if err != nil {
+			return false, err
+		}
+		for _, d := range derivers {
+			if ok, err := w.st.IsValid(d.Drv); err != nil || ok {
+				return ok, err
+			}
 		}
 	}
-	return false, nil
+	return w.hasSubstitute(ctx, p)
 }
 
 // RealisePath makes one store path valid (building or substituting what it

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -227,4 +228,65 @@ func (a *app) cmdServe(c *cli.Context) error {
 		<-served
 		return nil
 	})
+}
+
+// defaultCachePriority is Nix's priority of a cache whose nix-cache-info
+// gives none.
+const defaultCachePriority = 50
+
+// substituters opens the caches of the substituters setting, each checking
+// signatures (unless require-sigs is false), skipped for a while after it
+// fails (a circuit breaker), and remembering narinfo answers in the
+// database for their TTLs; ordered by priority, lower first, as in Nix.
+func (a *app) substituters(ctx context.Context, st *store.Store) ([]cache.Cache, error) {
+	urls := a.settings.Strings("substituters")
+	if len(urls) == 0 {
+		return nil, nil
+	}
+	opts, err := a.cacheOptions()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := a.trustedKeys()
+	if err != nil {
+		return nil, err
+	}
+	posTTL, err := a.settings.Seconds("narinfo-cache-positive-ttl")
+	if err != nil {
+		return nil, err
+	}
+	negTTL, err := a.settings.Seconds("narinfo-cache-negative-ttl")
+	if err != nil {
+		return nil, err
+	}
+	type ranked struct {
+		c        cache.Cache
+		priority int
+	}
+	var caches []ranked
+	for _, u := range urls {
+		c, err := cache.Open(u, opts)
+		if err != nil {
+			return nil, fmt.Errorf("substituter '%s': %w", u, err)
+		}
+		if keys != nil {
+			c = cache.NewSignatureCheckingCache(c, keys)
+		}
+		c = cache.NewCircuitBreakerCache(c, &cache.CircuitBreakerOptions{Logger: a.logger})
+		c = cache.NewNARInfoCachingCache(c, st.Dir, st.DB, posTTL, negTTL)
+		priority := defaultCachePriority
+		if len(urls) > 1 {
+			// Only an order among several needs nix-cache-info now.
+			if info, err := c.Info(ctx); err == nil && info.Priority != 0 {
+				priority = info.Priority
+			}
+		}
+		caches = append(caches, ranked{c, priority})
+	}
+	sort.SliceStable(caches, func(i, j int) bool { return caches[i].priority < caches[j].priority })
+	out := make([]cache.Cache, len(caches))
+	for i, r := range caches {
+		out[i] = r.c
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +40,7 @@ func (a *app) realiseCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "keep-failed", Aliases: []string{"K"}, Usage: "keep the build directory of failed builds"},
 				&cli.BoolFlag{Name: "print-build-logs", Aliases: []string{"L"}, Usage: "print build logs on stderr as they come"},
 				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per PATH (outputs, status, times, error)"},
+				&cli.BoolFlag{Name: "fallback", Usage: "build derivations whose substitutes fail to download (setting fallback)"},
 			},
 			Action: a.cmdRealise,
 		},
@@ -101,6 +103,14 @@ func (a *app) workerOptions(c *cli.Context) (*realise.Options, error) {
 	if o.KeepFailed, err = s.Bool("keep-failed"); err != nil {
 		return nil, err
 	}
+	if o.Fallback, err = s.Bool("fallback"); err != nil {
+		return nil, err
+	}
+	substJobs, err := s.Int("max-substitution-jobs")
+	if err != nil {
+		return nil, err
+	}
+	o.MaxSubstitutionJobs = int(substJobs)
 	o.ExtraPlatforms = s.Strings("extra-platforms")
 	o.SystemFeatures = s.Strings("system-features")
 	if o.SandboxPaths, err = parseSandboxPaths(s.Strings("sandbox-paths")); err != nil {
@@ -118,6 +128,9 @@ func (a *app) workerOptions(c *cli.Context) (*realise.Options, error) {
 		}
 		if c.Bool("keep-failed") {
 			o.KeepFailed = true
+		}
+		if c.Bool("fallback") {
+			o.Fallback = true
 		}
 	}
 	return o, nil
@@ -159,8 +172,14 @@ func (a *app) newWorker(c *cli.Context, st *store.Store) (w *realise.Worker, clo
 	return w, func() { w.Close() }, nil
 }
 
-// makeWorker makes the sandbox runner and a worker with opts.
+// makeWorker makes the sandbox runner and a worker with opts, and the
+// substituters.
 func (a *app) makeWorker(st *store.Store, opts *realise.Options) (*realise.Worker, error) {
+	subs, err := a.substituters(context.Background(), st)
+	if err != nil {
+		return nil, err
+	}
+	opts.Substituters = subs
 	startID, err := a.settings.Int("start-id")
 	if err != nil {
 		return nil, err
@@ -243,11 +262,11 @@ func (a *app) cmdRealise(c *cli.Context) error {
 		unsubscribe := w.Subscribe(p.event)
 		defer unsubscribe()
 		if req.Mode == realise.Normal {
-			missing, err := w.Missing(targets)
+			build, fetch, err := w.Missing(c.Context, targets)
 			if err != nil {
 				return err
 			}
-			p.announce(missing)
+			p.announce(build, fetch)
 		}
 		started := time.Now()
 		rep, err := w.Realise(c.Context, req)

@@ -38,22 +38,27 @@ func newProgress(w io.Writer, logs bool) *progress {
 	return p
 }
 
-// announce says what will be built, as Nix does before it starts.
-func (p *progress) announce(drvs []store.Path) {
+// announce says what will be built and fetched, as Nix does before it
+// starts.
+func (p *progress) announce(drvs, fetch []store.Path) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expected = len(drvs)
-	if len(drvs) == 0 {
-		return
+	list := func(ps []store.Path, one, many string) {
+		if len(ps) == 0 {
+			return
+		}
+		if len(ps) == 1 {
+			fmt.Fprintln(p.w, one)
+		} else {
+			fmt.Fprintf(p.w, many+"\n", len(ps))
+		}
+		for _, d := range ps {
+			fmt.Fprintf(p.w, "  %s\n", d)
+		}
 	}
-	if len(drvs) == 1 {
-		fmt.Fprintln(p.w, "this derivation will be built:")
-	} else {
-		fmt.Fprintf(p.w, "these %d derivations will be built:\n", len(drvs))
-	}
-	for _, d := range drvs {
-		fmt.Fprintf(p.w, "  %s\n", d)
-	}
+	list(drvs, "this derivation will be built:", "these %d derivations will be built:")
+	list(fetch, "this path will be fetched:", "these %d paths will be fetched:")
 }
 
 func drvName(p store.Path) string { return strings.TrimSuffix(p.Name(), ".drv") }
@@ -118,6 +123,10 @@ func (p *progress) event(e realise.Event) {
 		p.redraw()
 	case realise.Note:
 		p.line(e.Line)
+	case realise.SubstituteStarted:
+		if !p.tty {
+			fmt.Fprintf(p.w, "copying path '%s' from '%s'...\n", e.Path, e.Substituter)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/storefs/storefs/store"
 	"github.com/storefs/storefs/store/nar"
@@ -31,13 +32,22 @@ import (
 // already is left alone. Fetch takes the path's lock (through AddTree)
 // only to move it into place, so callers must not hold it.
 func Fetch(ctx context.Context, st *store.Store, c Cache, ni *NARInfo) error {
-	if err := fetch(ctx, st, c, ni); err != nil {
+	if err := fetch(ctx, st, c, ni, false); err != nil {
 		return fmt.Errorf("substituting '%s' from '%s': %w", ni.StorePath, c.URL(), err)
 	}
 	return nil
 }
 
-func fetch(ctx context.Context, st *store.Store, c Cache, ni *NARInfo) error {
+// Repair is Fetch for a path that is valid but whose contents were
+// damaged (--repair): the checked download replaces the contents.
+func Repair(ctx context.Context, st *store.Store, c Cache, ni *NARInfo) error {
+	if err := fetch(ctx, st, c, ni, true); err != nil {
+		return fmt.Errorf("repairing '%s' from '%s': %w", ni.StorePath, c.URL(), err)
+	}
+	return nil
+}
+
+func fetch(ctx context.Context, st *store.Store, c Cache, ni *NARInfo, repair bool) error {
 	p := ni.StorePath
 	if _, err := st.Dir.Parse(string(p)); err != nil {
 		return err
@@ -53,7 +63,8 @@ func fetch(ctx context.Context, st *store.Store, c Cache, ni *NARInfo) error {
 		}
 		ca = &parsed
 	}
-	if ok, err := st.IsValid(p); err != nil || ok {
+	valid, err := st.IsValid(p)
+	if err != nil || valid && !repair {
 		return err
 	}
 	// Checked again when registering; checked here to spare the download.
@@ -123,7 +134,22 @@ func fetch(ctx context.Context, st *store.Store, c Cache, ni *NARInfo) error {
 		CA:         ni.CA,
 		Signatures: sortedUnique(ni.Sigs),
 	}
-	return st.AddTree(ctx, tree, info)
+	if !valid {
+		return st.AddTree(ctx, tree, info)
+	}
+	lock, err := st.Locks.Lock(ctx, []store.Path{p})
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := store.Canonicalise(tree); err != nil {
+		return err
+	}
+	if err := st.ReplaceValid(tree, p); err != nil {
+		return err
+	}
+	info.RegistrationTime = time.Now()
+	return st.Register([]*store.PathInfo{info})
 }
 
 // checkCA checks the unpacked tree against its content address, as Nix's

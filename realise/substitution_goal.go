@@ -1,0 +1,152 @@
+package realise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/storefs/storefs/store"
+	"github.com/storefs/storefs/store/cache"
+)
+
+// runSubstitutionGoal substitutes one store path from the substituters,
+// in priority order (Nix's SubstitutionGoal): the first that has a
+// narinfo for it wins; its references are substituted first (the closure
+// invariant); then the NAR is downloaded, checked and registered. A
+// substituter that fails is skipped for the next. When none has the path
+// the goal ends with NoSubstituters, which a derivation goal takes as
+// "build it".
+func (w *Worker) runSubstitutionGoal(g *goal) *goalResult {
+	p := g.key.path
+	if ok, err := w.st.IsValid(p); err != nil {
+		return pathFailed(p, MiscFailure, "%v", err)
+	} else if ok && g.key.mode != Repair {
+		return &goalResult{status: AlreadyValid}
+	}
+	var lastErr error
+	for _, sub := range w.opts.Substituters {
+		ni, err := sub.NARInfo(g.ctx, p.HashPart())
+		switch {
+		case errors.Is(err, cache.ErrNotFound):
+			continue
+		case errors.Is(err, cache.ErrUntrusted):
+			w.emit(Event{Kind: Note, Path: p, Substituter: sub.URL(), Line: "warning: " + err.Error()})
+			continue
+		case err != nil:
+			if g.ctx.Err() != nil {
+				return cancelled("", context.Cause(g.ctx))
+			}
+			lastErr = err
+			w.logger.Warn("substituter failed", "substituter", sub.URL(), "path", p, "err", err)
+			continue
+		}
+		if ni.StorePath != p {
+			lastErr = fmt.Errorf("substituter '%s' answered for '%s' with '%s'", sub.URL(), p, ni.StorePath)
+			continue
+		}
+		if res := w.substituteReferences(g, p, ni); res != nil {
+			return res
+		}
+		if err := w.fetch(g, sub, ni); err != nil {
+			if g.ctx.Err() != nil {
+				return cancelled("", context.Cause(g.ctx))
+			}
+			lastErr = err
+			w.emit(Event{Kind: SubstituteFinished, Path: p, Substituter: sub.URL(), Status: TransientFailure})
+			w.logger.Warn("substitution failed", "substituter", sub.URL(), "path", p, "err", err)
+			continue
+		}
+		w.emit(Event{Kind: SubstituteFinished, Path: p, Substituter: sub.URL(), Status: Substituted})
+		w.emit(Event{Kind: PathValid, Path: p})
+		return &goalResult{status: Substituted}
+	}
+	if lastErr != nil {
+		return pathFailed(p, TransientFailure, "substituting '%s': %v", p, lastErr)
+	}
+	return pathFailed(p, NoSubstituters, "path '%s' is required, but there is no substituter that can build it", p)
+}
+
+// substituteReferences realises the references of a path to substitute
+// first: a path is valid only once everything it refers to is.
+func (w *Worker) substituteReferences(g *goal, p store.Path, ni *cache.NARInfo) *goalResult {
+	var subs []*goal
+	defer func() {
+		for _, s := range subs {
+			w.release(s)
+		}
+	}()
+	for _, r := range ni.References {
+		if r == p {
+			continue
+		}
+		if ok, _ := w.st.IsValid(r); ok {
+			continue
+		}
+		subs = append(subs, w.acquire(goalKey{substitutionGoal, r, Normal}, g.keepGoing, nil, w.runSubstitutionGoal))
+	}
+	failures, err := waitAll(g.ctx, subs, g.keepGoing)
+	if err != nil {
+		return cancelled("", err)
+	}
+	for _, s := range subs {
+		select {
+		case <-s.done:
+			if s.res.status == NoSubstituters {
+				failures = append(failures, s.res)
+			}
+		default:
+		}
+	}
+	if len(failures) > 0 {
+		e := newBuildError("", MiscFailure, "some references of path '%s' could not be realised", p)
+		e.Path = p
+		for _, f := range failures {
+			e.Bits |= f.err.Bits
+		}
+		return &goalResult{status: DependencyFailed, err: e}
+	}
+	return nil
+}
+
+// fetch downloads and registers one path, holding a substitution slot
+// (max-substitution-jobs), separate from the build slots.
+func (w *Worker) fetch(g *goal, sub cache.Cache, ni *cache.NARInfo) error {
+	select {
+	case w.substSlots <- struct{}{}:
+	case <-g.ctx.Done():
+		return context.Cause(g.ctx)
+	}
+	defer func() { <-w.substSlots }()
+	w.emit(Event{Kind: SubstituteStarted, Path: ni.StorePath, Substituter: sub.URL()})
+	w.logger.Info("substituting", "path", ni.StorePath, "substituter", sub.URL())
+	if g.key.mode == Repair {
+		if ok, _ := w.st.IsValid(ni.StorePath); ok {
+			return cache.Repair(g.ctx, w.st, sub, ni)
+		}
+	}
+	return cache.Fetch(g.ctx, w.st, sub, ni)
+}
+
+func pathFailed(p store.Path, s Status, format string, args ...any) *goalResult {
+	e := newBuildError("", s, format, args...)
+	e.Path = p
+	return &goalResult{status: s, err: e}
+}
+
+// hasSubstitute reports whether a substituter has a narinfo for p.
+func (w *Worker) hasSubstitute(ctx context.Context, p store.Path) (bool, error) {
+	for _, sub := range w.opts.Substituters {
+		_, err := sub.NARInfo(ctx, p.HashPart())
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, cache.ErrNotFound), errors.Is(err, cache.ErrUntrusted), errors.Is(err, cache.ErrUnavailable):
+			continue
+		case ctx.Err() != nil:
+			return false, context.Cause(ctx)
+		default:
+			w.logger.Warn("substituter failed", "substituter", sub.URL(), "path", p, "err", err)
+		}
+	}
+	return false, nil
+}
