@@ -14,23 +14,31 @@ import (
 func (w *Worker) Missing(ctx context.Context, targets []Target) (build, fetch []store.Path, err error) {
 	var order []store.Path
 	fetchSet := store.NewPathSet()
-	// substitutable reports whether every path is valid or in a cache,
-	// noting the ones to fetch.
+	// substitutable reports whether every path is valid or in a cache
+	// with its references, noting the ones to fetch.
 	substitutable := func(ps []store.Path) bool {
 		if len(w.opts.Substituters) == 0 {
 			return false
 		}
-		var missing []store.Path
-		for _, p := range ps {
+		missing := store.NewPathSet()
+		queue := append([]store.Path(nil), ps...)
+		for len(queue) > 0 {
+			p := queue[0]
+			queue = queue[1:]
+			if missing.Has(p) || fetchSet.Has(p) {
+				continue
+			}
 			if ok, _ := w.st.IsValid(p); ok {
 				continue
 			}
-			if ok, _ := w.hasSubstitute(ctx, p); !ok {
+			ni, _ := w.substituteInfo(ctx, p)
+			if ni == nil {
 				return false
 			}
-			missing = append(missing, p)
+			missing.Add(p)
+			queue = append(queue, ni.References...)
 		}
-		for _, p := range missing {
+		for p := range missing {
 			fetchSet.Add(p)
 		}
 		return true

@@ -135,18 +135,27 @@ func pathFailed(p store.Path, s Status, format string, args ...any) *goalResult 
 
 // hasSubstitute reports whether a substituter has a narinfo for p.
 func (w *Worker) hasSubstitute(ctx context.Context, p store.Path) (bool, error) {
+	ni, err := w.substituteInfo(ctx, p)
+	return ni != nil, err
+}
+
+// substituteInfo returns the narinfo of the first substituter that has p,
+// or nil.
+func (w *Worker) substituteInfo(ctx context.Context, p store.Path) (*cache.NARInfo, error) {
 	for _, sub := range w.opts.Substituters {
-		_, err := sub.NARInfo(ctx, p.HashPart())
+		ni, err := sub.NARInfo(ctx, p.HashPart())
 		switch {
+		case err == nil && ni.StorePath == p:
+			return ni, nil
 		case err == nil:
-			return true, nil
+			continue
 		case errors.Is(err, cache.ErrNotFound), errors.Is(err, cache.ErrUntrusted), errors.Is(err, cache.ErrUnavailable):
 			continue
 		case ctx.Err() != nil:
-			return false, context.Cause(ctx)
+			return nil, context.Cause(ctx)
 		default:
 			w.logger.Warn("substituter failed", "substituter", sub.URL(), "path", p, "err", err)
 		}
 	}
-	return false, nil
+	return nil, nil
 }
