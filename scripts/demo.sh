@@ -52,7 +52,11 @@ hello=$("$sf" --state-dir "$state" query --outputs "$hello_drv")
 echo "$hello_drv -> $hello (not built yet)"
 
 say "mount the store at /nix/store"
-mkdir -p /nix/store
+# A tmpfs over /nix, inside our namespace only, holds the mountpoint, so
+# that not even an empty /nix/store appears on the machine.
+[ -d /nix ] || mkdir /nix
+mount -t tmpfs -o mode=755 storefs-demo /nix
+mkdir /nix/store
 "$sf" --state-dir "$state" \
   --option substituters "file://$work/cache" \
   --option trusted-public-keys "$(cat "$work/key.pub")" \
