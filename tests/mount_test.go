@@ -311,4 +311,3 @@ func TestMount_RefusesNonEmpty(t *testing.T) {
 		t.Fatal("it mounted anyway")
 	}
 }
-
