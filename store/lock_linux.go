@@ -170,3 +170,12 @@ func (l *PathLock) Unlock() {
 	l.locks.mu.Unlock()
 	l.files, l.bases = nil, nil
 }
+
+// isHeld reports whether this process holds the lock of the path with
+// base name base.
+func (pl *PathLocks) isHeld(base string) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	_, ok := pl.held[base]
+	return ok
+}

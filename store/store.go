@@ -34,6 +34,8 @@ type Store struct {
 	Dir Dir
 	// Locks guard work on individual paths (builds, substitutions, adds).
 	Locks *PathLocks
+	// TempRoots keep paths in use alive during garbage collection.
+	TempRoots TempRoots
 
 	stateDir string
 	realDir  string
@@ -45,8 +47,27 @@ type Store struct {
 	// they are immutable, so entries never go stale.
 	drvHashes sync.Map
 
-	hookMu  sync.Mutex
-	onValid []func([]Path)
+	hookMu    sync.Mutex
+	onValid   []func([]Path)
+	onInvalid []func([]Path)
+}
+
+// OnInvalid registers fn to be called with paths that stopped being valid
+// (deleted or collected), before their contents are removed. fn must not
+// block.
+func (s *Store) OnInvalid(fn func([]Path)) {
+	s.hookMu.Lock()
+	s.onInvalid = append(s.onInvalid, fn)
+	s.hookMu.Unlock()
+}
+
+func (s *Store) notifyInvalid(ps []Path) {
+	s.hookMu.Lock()
+	hooks := s.onInvalid
+	s.hookMu.Unlock()
+	for _, fn := range hooks {
+		fn(ps)
+	}
 }
 
 // OnValid registers fn to be called, after each successful registration,
@@ -63,6 +84,9 @@ const (
 	dbSubdir    = "db"
 	dbFile      = "storefs.db"
 	lockName    = "lock"
+	// dirtyName marks a store that is open, or was when its process died:
+	// the next Open then sweeps the backing directory for leftovers.
+	dirtyName = "dirty"
 	storeSubdir = "store"
 	// tmpSubdir holds everything half-made: paths being added, unpacked or
 	// built, and sandbox chroots. It is inside the backing directory so
@@ -135,12 +159,29 @@ func Open(ctx context.Context, stateDir string, opts *Options) (*Store, error) {
 		s.lock.unlock()
 		return nil, err
 	}
+	dirty := filepath.Join(stateDir, dbSubdir, dirtyName)
+	if _, err := os.Stat(dirty); err == nil {
+		// The last process to hold the store died without closing it:
+		// half-moved outputs, contents of paths made invalid and stale lock
+		// files may be left in the backing directory.
+		s.logger.Warn("the store was not closed cleanly; removing leftovers", "state", stateDir)
+		if err := s.removeLeftovers(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	} else if err := os.WriteFile(dirty, nil, 0o600); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("marking the store open: %w", err)
+	}
 	return s, nil
 }
 
 // Close closes the database and releases the store for other processes.
 func (s *Store) Close() error {
 	err := s.DB.Close()
+	if err == nil {
+		os.Remove(filepath.Join(s.stateDir, dbSubdir, dirtyName))
+	}
 	if uerr := s.lock.unlock(); err == nil {
 		err = uerr
 	}
@@ -298,6 +339,7 @@ func (s *Store) Delete(ps []Path) error {
 	if err := s.DB.unregister(ps); err != nil {
 		return err
 	}
+	s.notifyInvalid(ps)
 	var errs []error
 	for _, p := range ps {
 		s.drvHashes.Delete(p)

@@ -1,0 +1,254 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// GCOptions configure a garbage collection. The zero value deletes
+// everything dead.
+type GCOptions struct {
+	// DryRun reports what would be deleted and deletes nothing.
+	DryRun bool
+	// MaxFreed stops once this many bytes are freed (--max-freed). Zero
+	// means no limit.
+	MaxFreed uint64
+	// KeepOutputs is keep-outputs: the outputs of live derivations are
+	// live.
+	KeepOutputs bool
+	// KeepDerivations is keep-derivations: the derivations of live
+	// outputs are live.
+	KeepDerivations bool
+}
+
+// GCResult is what a collection did.
+type GCResult struct {
+	// Deleted lists the paths deleted (or, with DryRun, that would be),
+	// referrers before what they refer to.
+	Deleted []Path
+	// BytesFreed is the disk space their contents took.
+	BytesFreed uint64
+}
+
+// gcBatch is how many paths one transaction makes invalid.
+const gcBatch = 1000
+
+// GC deletes every valid path that no root keeps alive: not reachable
+// from the GC roots, the temporary roots, or (as configured) through
+// derivers and outputs. Referrers go before what they refer to, so the
+// closure invariant holds at every step; each batch is made invalid in the
+// database before its contents are removed, so a crash leaves invalid
+// leftovers (removed at the next Open), never a valid path without
+// contents. Leftovers of interrupted work are removed too.
+func (s *Store) GC(ctx context.Context, opts *GCOptions) (*GCResult, error) {
+	if opts == nil {
+		opts = &GCOptions{}
+	}
+	dead, err := s.deadPaths(opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &GCResult{}
+	if opts.DryRun {
+		res.Deleted = dead
+		for _, p := range dead {
+			res.BytesFreed += diskUsage(s.RealPath(p))
+		}
+		return res, nil
+	}
+	for len(dead) > 0 {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		n := min(len(dead), gcBatch)
+		if opts.MaxFreed > 0 {
+			// Small batches near the limit, so as not to overshoot much.
+			n = min(n, 16)
+		}
+		batch := dead[:n]
+		dead = dead[n:]
+		if err := s.DB.unregister(batch); err != nil {
+			return res, fmt.Errorf("collecting garbage: %w", err)
+		}
+		s.notifyInvalid(batch)
+		for _, p := range batch {
+			s.drvHashes.Delete(p)
+			res.BytesFreed += diskUsage(s.RealPath(p))
+			if err := removeTree(s.RealPath(p)); err != nil {
+				return res, fmt.Errorf("removing %s: %w", p, err)
+			}
+			res.Deleted = append(res.Deleted, p)
+		}
+		if opts.MaxFreed > 0 && res.BytesFreed >= opts.MaxFreed {
+			break
+		}
+	}
+	if err := s.removeLeftovers(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// deadPaths computes, under the temporary roots' lock, the valid paths no
+// root keeps alive, ordered referrers first.
+func (s *Store) deadPaths(opts *GCOptions) ([]Path, error) {
+	s.TempRoots.gc.Lock()
+	defer s.TempRoots.gc.Unlock()
+	roots, err := s.Roots()
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.AllValid()
+	if err != nil {
+		return nil, err
+	}
+	live := NewPathSet()
+	var queue []Path
+	add := func(p Path) {
+		if !live.Has(p) {
+			live.Add(p)
+			queue = append(queue, p)
+		}
+	}
+	for p := range roots {
+		if ok, _ := s.IsValid(p); ok {
+			add(p)
+		}
+	}
+	for _, p := range s.TempRoots.list() {
+		if ok, _ := s.IsValid(p); ok {
+			add(p)
+		}
+	}
+	for len(queue) > 0 {
+		p := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		info, err := s.PathInfo(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range info.References {
+			add(r)
+		}
+		if opts.KeepDerivations && info.Deriver != "" {
+			if ok, _ := s.IsValid(info.Deriver); ok {
+				add(info.Deriver)
+			}
+		}
+		if opts.KeepOutputs && p.IsDerivation() {
+			outs, err := s.DerivationOutputs(p)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range outs {
+				if ok, _ := s.IsValid(o); ok {
+					add(o)
+				}
+			}
+		}
+	}
+	// Order the dead paths referrers first: each path is listed after
+	// every dead path that refers to it (a depth-first walk up the
+	// referrer edges). Live paths never refer to dead ones.
+	deadSet := NewPathSet()
+	for _, p := range all {
+		if !live.Has(p) {
+			deadSet.Add(p)
+		}
+	}
+	var order []Path
+	done := NewPathSet()
+	var visit func(p Path) error
+	visit = func(p Path) error {
+		if done.Has(p) {
+			return nil
+		}
+		done.Add(p)
+		refs, err := s.Referrers(p)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if r != p && deadSet.Has(r) {
+				if err := visit(r); err != nil {
+					return err
+				}
+			}
+		}
+		order = append(order, p)
+		return nil
+	}
+	for _, p := range deadSet.Sorted() {
+		if err := visit(p); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+// diskUsage is the space a tree's files take (allocated blocks).
+func diskUsage(name string) uint64 {
+	var total uint64
+	filepath.WalkDir(name, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) == nil {
+			total += uint64(st.Blocks) * 512
+		}
+		return nil
+	})
+	return total
+}
+
+// removeLeftovers removes what interrupted work left in the backing
+// directory: entries that are not valid paths (half-moved outputs,
+// contents whose path was made invalid just before a crash), lock files
+// nobody holds, kept --check results. The temporary area is emptied by
+// Open. Only the process holding the store runs it, so a lock file that
+// is not locked is stale.
+func (s *Store) removeLeftovers() error {
+	entries, err := os.ReadDir(s.realDir)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", s.realDir, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if name == tmpSubdir {
+			continue
+		}
+		if base, ok := strings.CutSuffix(name, ".lock"); ok {
+			if s.Locks.isHeld(base) {
+				continue
+			}
+			if l, err := tryLockFile(filepath.Join(s.realDir, name)); err == nil && l != nil {
+				os.Remove(filepath.Join(s.realDir, name))
+				l.unlock()
+			}
+			continue
+		}
+		if CheckBase(name) == nil {
+			if ok, err := s.IsValid(Path(string(s.Dir) + "/" + name)); err != nil || ok {
+				continue
+			}
+			// An invalid path's lock holder may be about to move it into
+			// place; it removes what is there itself.
+			if s.Locks.isHeld(name) {
+				continue
+			}
+		}
+		s.logger.Warn("removing leftover", "name", name)
+		if err := removeTree(filepath.Join(s.realDir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
