@@ -72,7 +72,15 @@ func (b *build) run() *BuildError {
 		SandboxPaths: w.opts.SandboxPaths,
 		Cores:        w.opts.Cores,
 		System:       b.drv.Platform,
-		KeepBuildDir: w.opts.KeepFailed,
+		// Nix never keeps a builtin's build directory (where it writes
+		// the netrc credentials).
+		KeepBuildDir: w.opts.KeepFailed && !strings.HasPrefix(b.drv.Builder, "builtin:"),
+
+		Netrc:            w.opts.Netrc,
+		CACerts:          w.opts.CACerts,
+		ConnectTimeout:   w.opts.ConnectTimeout,
+		DownloadAttempts: w.opts.DownloadAttempts,
+		HashedMirrors:    w.opts.HashedMirrors,
 	}
 	for p := range b.inputs {
 		spec.Inputs[string(p)] = w.st.RealPath(p)

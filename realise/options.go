@@ -50,8 +50,24 @@ type Options struct {
 	// successful build with DRV_PATH and OUT_PATHS set. Empty means none.
 	PostBuildHook string
 	// KeepFailed is keep-failed: keep the build directory of a failed
-	// build and say where.
+	// build and say where (never a builtin builder's, as in Nix).
 	KeepFailed bool
+	// Netrc is the contents of the file named by netrc-file, the
+	// credentials builtin:fetchurl uses. Nil means none.
+	Netrc []byte
+	// CACerts is the contents of ssl-cert-file, the PEM bundle of
+	// certificate authorities builtin:fetchurl verifies HTTPS servers
+	// against. Nil means none: HTTPS downloads in the sandbox fail.
+	CACerts []byte
+	// ConnectTimeout is connect-timeout for builtin:fetchurl. Zero means
+	// no limit.
+	ConnectTimeout time.Duration
+	// DownloadAttempts is download-attempts: how often builtin:fetchurl
+	// tries a URL that fails transiently. Zero means 5.
+	DownloadAttempts int
+	// HashedMirrors is hashed-mirrors: where builtin:fetchurl looks for
+	// flat-hashed files by hash first. Nil means none.
+	HashedMirrors []string
 	// CancelOrphans cancels a goal (killing its builder) as soon as no one
 	// waits for it any more. The CLI sets it, so that Ctrl-C or a failure
 	// without keep-going stops everything; the mount leaves it off
@@ -68,6 +84,15 @@ type Options struct {
 	// MaxSubstitutionJobs is max-substitution-jobs: downloads at once,
 	// apart from build slots. Zero means 16.
 	MaxSubstitutionJobs int
+	// MinFree is min-free: before a build, when the backing store's
+	// filesystem has less free space than this, garbage is collected
+	// until MaxFree bytes are free. Zero means never.
+	MinFree uint64
+	// MaxFree is max-free (see MinFree). Zero means collect all garbage.
+	MaxFree uint64
+	// KeepOutputs and KeepDerivations are keep-outputs and
+	// keep-derivations, for those collections.
+	KeepOutputs, KeepDerivations bool
 	// Environ is the environment (NAME=value) that hooks run with and
 	// that fixed-output builds take their impureEnvVars from; library code
 	// reads no environment of its own. Nil means empty.

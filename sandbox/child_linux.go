@@ -15,12 +15,17 @@ import (
 )
 
 // RunChildIfRequested runs the sandbox child, and never returns, when
-// argv[1] is the hidden child argument; otherwise it returns at once. It
+// argv[1] is the hidden child argument (or the builtin stage, which the
+// child executes for a builtin builder, see builtin_linux.go); otherwise
+// it returns at once. It
 // must be the first statement of main in cmd/storefs and of TestMain in
 // every package whose tests run builds: Run re-executes our own binary
 // (/proc/self/exe) as the child, before any flag parsing or test setup
 // could get in the way.
 func RunChildIfRequested() {
+	if len(os.Args) == 3 && os.Args[1] == builtinArg {
+		os.Exit(builtinMain(os.Args[2]))
+	}
 	if len(os.Args) != 2 || os.Args[1] != childArg {
 		return
 	}
@@ -61,7 +66,9 @@ func childMain() (code int) {
 //   - seccomp (step 7) comes last, as close to the exec as possible,
 //     since it filters our own syscalls too.
 //
-// In Disabled mode (cfg.Sandbox == nil) steps 1 to 4 are skipped.
+// In Disabled mode (cfg.Sandbox == nil) steps 1 to 4 are skipped. For a
+// builtin builder, step 8 executes the builtin stage instead (see
+// execBuiltin).
 func runChild(cfg *childConfig) error {
 	if sb := cfg.Sandbox; sb != nil {
 		// 1. Mounts: the chroot, the store, the build directory, the
@@ -99,6 +106,9 @@ func runChild(cfg *childConfig) error {
 		return &SetupError{Step: "seccomp", Err: err}
 	}
 	// 8. The builder replaces us (as pid 1 of its namespace, in a sandbox).
+	if cfg.Builtin != nil {
+		return &SetupError{Step: "exec builtin", Err: execBuiltin(cfg)}
+	}
 	return &SetupError{Step: "exec builder", Err: execBuilder(cfg)}
 }
 
@@ -234,9 +244,18 @@ func setProcessAttributes(cfg *childConfig) error {
 
 // execBuilder executes the builder. It returns only if execve failed.
 func execBuilder(cfg *childConfig) error {
-	// Nothing but stdin, stdout and stderr may reach the builder; that
-	// includes configFD, whose closing tells the parent that the exec
-	// succeeded.
+	if err := readyToExec(); err != nil {
+		return err
+	}
+	err := syscall.Exec(cfg.Builder, cfg.Argv, cfg.Env)
+	return &os.PathError{Op: "execve", Path: cfg.Builder, Err: err}
+}
+
+// readyToExec prepares the exec: every descriptor above stderr becomes
+// close-on-exec, so that nothing but stdin, stdout and stderr reaches the
+// builder, configFD included, whose closing tells the parent that the exec
+// succeeded; then the parent hears that we are ready.
+func readyToExec() error {
 	if err := unix.CloseRange(configFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		if err := closeOnExecSlow(); err != nil {
 			return err
@@ -245,8 +264,7 @@ func execBuilder(cfg *childConfig) error {
 	if err := writeAll(configFD, []byte(readyFrame)); err != nil {
 		return fmt.Errorf("reporting readiness: %w", err)
 	}
-	err := syscall.Exec(cfg.Builder, cfg.Argv, cfg.Env)
-	return &os.PathError{Op: "execve", Path: cfg.Builder, Err: err}
+	return nil
 }
 
 // closeOnExecSlow marks every descriptor above stderr close-on-exec, for

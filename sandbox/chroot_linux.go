@@ -82,9 +82,10 @@ type chrootPlan struct {
 // prepareChroot builds the sandbox's root directory in s.TempDir with
 // every file, directory, symlink and mount point the child needs, so that
 // the child only mounts. Nix 2.8 does the same split, except that it
-// creates /dev in the child. On error it removes what it made; the error is
-// a *SetupError.
-func prepareChroot(s *Spec, buildDir string, o owner, kvm bool) (p *chrootPlan, err error) {
+// creates /dev in the child. extra are more read-only binds of files (what
+// the builtin stage needs, see builtinStageBinds). On error it removes what
+// it made; the error is a *SetupError.
+func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMount) (p *chrootPlan, err error) {
 	root, err := os.MkdirTemp(s.TempDir, tempPattern("nix-chroot-", s.Name))
 	if err != nil {
 		return nil, &SetupError{Step: "chroot", Err: err}
@@ -193,6 +194,12 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool) (p *chrootPlan, 
 				binds = append(binds, bindMount{Source: f, Target: f})
 			}
 		}
+	}
+
+	for _, b := range extra {
+		c.dirAll(path.Dir(b.Target))
+		c.mountFile(b.Target)
+		binds = append(binds, b)
 	}
 
 	if !devFromHost {

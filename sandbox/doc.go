@@ -6,7 +6,7 @@
 // (package realise) computes the environment, the input closure and the
 // outputs, passes them as plain strings in a Spec, and checks and registers
 // what the builder produced. Package sandbox imports no other storefs
-// package.
+// package but store/nar (builtin:fetchurl unpacks NARs).
 //
 // # Basics
 //
@@ -25,6 +25,19 @@
 // the chroot the parent prepared, becomes the build user (uid 1000, gid 100
 // inside; a uid pool slot outside), loads the seccomp filter and executes
 // the builder as pid 1. protocol.go draws how parent and child talk.
+//
+// # Builtin builders
+//
+// A builder named "builtin:fetchurl" or "builtin:buildenv" is not a
+// program but code of ours, run in the sandbox, as the build user, where
+// the builder would have been executed, as in Nix 2.8: the child
+// executes our binary once more as the builtin stage (see
+// builtin_linux.go), whose exit status is the builder's. fetchurl
+// downloads over HTTP(S) or from a file:// path in the sandbox; it gets
+// what it needs from the host (netrc credentials, CA certificates,
+// timeouts, attempts, hashed mirrors) through Spec, since the chroot has
+// none of it. A fixed-output derivation has the host's network. buildenv
+// makes a user environment of symlinks, as nix-env does.
 //
 // # Invariants
 //
@@ -57,7 +70,11 @@
 // The sandbox child must start fast, since it starts once per build: the
 // seccomp program is generated ahead of time (internal/seccompgen) rather
 // than linking libseccomp, so that this package adds no cgo. A binary that
-// links cgo for other reasons (package net's resolver, os/user) makes every
-// build pay for the dynamic loader; build storefs with CGO_ENABLED=0, or
-// the netgo and osusergo tags.
+// links cgo for other reasons (package net's resolver, which
+// builtin:fetchurl brings, or os/user) makes every build pay for the
+// dynamic loader; build storefs with CGO_ENABLED=0, or the netgo and
+// osusergo tags. Every package linked into the binary runs its init in
+// every child, whether or not the build is a builtin: what fetchurl
+// brings (net/http, crypto/tls, xz) costs about half a millisecond, which
+// cmd/storefs pays anyway for its binary caches.
 package sandbox

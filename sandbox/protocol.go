@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 )
 
 // The parent (Run) and the sandbox child (the same binary, re-executed)
@@ -32,6 +33,14 @@ import (
 //	                     ◄─────────────────────────  "\1" + JSON setupFailure + "\n"
 //	                                                 exit(childFailedExit)
 //
+//	a builtin builder ("builtin:…") instead, after step 7:
+//	                     ◄─────────────────────────  "\1\n"           ready
+//	                                                 memfd ← childConfig.Builtin
+//	                                                 execve(/proc/self/exe builtinArg <memfd>)
+//	EOF on fd 3          ◄─────────────────────────  (execve succeeded)
+//	                                                 the builtin stage: read the memfd,
+//	builder output       ◄═════════ pty ══════════  run the builtin, exit 0 or 1
+//
 // Every frame starts with '\1' and ends with '\n', as in Nix, whose child
 // writes the same framing to its log pipe; encoding/json never emits a raw
 // newline, so a frame is one line. The parent reads fd 3 until EOF and then
@@ -55,6 +64,11 @@ const (
 	// configFD is the child's end of the parent's socket: the JSON
 	// childConfig comes in on it, the status frames go out on it.
 	configFD = 3
+
+	// builtinArg is argv[1] of the builtin stage, the sandbox child
+	// re-executed to run a builtin builder; argv[2] is the number of the
+	// descriptor holding its builtinConfig (see execBuiltin).
+	builtinArg = "__storefs-sandbox-builtin__"
 
 	// childFailedExit is the child's exit status after it reported a setup
 	// failure (runc uses the same value).
@@ -96,6 +110,34 @@ type childConfig struct {
 	Builder string   `json:"builder"`
 	Argv    []string `json:"argv"`
 	Env     []string `json:"env"`
+
+	// Builtin is set for a builtin builder: the JSON of its
+	// builtinConfig, which the child passes on to the builtin stage
+	// unread.
+	Builtin json.RawMessage `json:"builtin,omitempty"`
+}
+
+// builtinConfig is everything a builtin builder reads.
+type builtinConfig struct {
+	// Name is the builtin's name: the builder without "builtin:".
+	Name string `json:"name"`
+
+	// Env is the derivation's environment (Spec.Env), whose attributes
+	// configure the builtin, as in Nix.
+	Env map[string]string `json:"env"`
+
+	// Fetch is set for builtin:fetchurl.
+	Fetch *fetchConfig `json:"fetch,omitempty"`
+}
+
+// fetchConfig is what builtin:fetchurl takes from the host: the fields of
+// Spec with the same names (DownloadAttempts defaulted).
+type fetchConfig struct {
+	Netrc          []byte        `json:"netrc,omitempty"`
+	CACerts        []byte        `json:"caCerts,omitempty"`
+	ConnectTimeout time.Duration `json:"connectTimeout,omitempty"`
+	Attempts       int           `json:"attempts"`
+	HashedMirrors  []string      `json:"hashedMirrors,omitempty"`
 }
 
 // sandboxConfig is the namespace part of childConfig.

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Defaults of Options, as in nix.conf.
@@ -154,6 +155,36 @@ type Spec struct {
 	// Result.BuildDir names it; the caller removes it (after a success)
 	// or keeps it (keep-failed). Otherwise Run removes it.
 	KeepBuildDir bool
+
+	// The fields below configure builtin:fetchurl (see builtin_linux.go);
+	// Run ignores them for any other builder. The chroot holds none of
+	// the host's configuration, so the caller reads what the download
+	// needs and passes it here.
+
+	// Netrc is the contents of the file named by nix.conf's netrc-file:
+	// credentials for the hosts it names. Nil means none.
+	Netrc []byte
+
+	// CACerts is a PEM bundle of the certificate authorities that HTTPS
+	// servers are verified against (nix.conf's ssl-cert-file, for
+	// example /etc/ssl/certs/ca-certificates.crt). Nil means the
+	// system's, which exist only in Disabled mode: in a sandbox every
+	// HTTPS download then fails verification.
+	CACerts []byte
+
+	// ConnectTimeout is nix.conf's connect-timeout: how long connecting
+	// to a server may take. Zero means no limit of ours.
+	ConnectTimeout time.Duration
+
+	// DownloadAttempts is nix.conf's download-attempts: how often a URL
+	// is tried when it fails transiently (a network error, HTTP 5xx).
+	// Zero means 5, Nix's default.
+	DownloadAttempts int
+
+	// HashedMirrors is nix.conf's hashed-mirrors: for a flat-hashed
+	// download, each mirror is tried first as
+	// <mirror>/<algo>/<base16 hash>. Nil means none.
+	HashedMirrors []string
 }
 
 // Result is how a build ended.
@@ -177,6 +208,11 @@ type Runner struct {
 	pool   *uidPool // nil when not root: builders run as the calling user
 	uid    int      // our own uid and gid
 	gid    int
+
+	// stageBinds are what the builtin stage needs in a chroot, or
+	// stageErr why they are unknown (see builtinStageBinds).
+	stageBinds []bindMount
+	stageErr   error
 }
 
 // New returns a Runner. It fails with ErrNoNamespaces (wrapped) when the
@@ -268,6 +304,12 @@ func (s *Spec) validate() error {
 	}
 	if s.Cores < 0 {
 		return fmt.Errorf("negative cores %d", s.Cores)
+	}
+	if s.ConnectTimeout < 0 {
+		return fmt.Errorf("negative connect timeout %v", s.ConnectTimeout)
+	}
+	if s.DownloadAttempts < 0 {
+		return fmt.Errorf("negative download attempts %d", s.DownloadAttempts)
 	}
 	return nil
 }

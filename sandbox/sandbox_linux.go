@@ -37,6 +37,8 @@ func (r *Runner) init() error {
 		if err := checkNamespaces(); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
+		// Only builtin builds need these, and fail without them.
+		r.stageBinds, r.stageErr = builtinStageBinds()
 	}
 	return nil
 }
@@ -171,12 +173,22 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 		Builder: spec.Builder,
 		Argv:    append([]string{path.Base(spec.Builder)}, spec.Args...),
 	}
+	if isBuiltin(spec.Builder) {
+		cfg.Builtin = newBuiltinConfig(spec)
+	}
 	b.buildDir, err = makeBuildDir(spec, o)
 	if err != nil {
 		return nil, &SetupError{Step: "build directory", Err: err}
 	}
 	if b.sandboxed {
-		plan, err := prepareChroot(spec, b.buildDir, o, b.r.opts.KVM)
+		var extra []bindMount
+		if cfg.Builtin != nil {
+			if b.r.stageErr != nil {
+				return nil, &SetupError{Step: "builtin builder", Err: b.r.stageErr}
+			}
+			extra = b.r.stageBinds
+		}
+		plan, err := prepareChroot(spec, b.buildDir, o, b.r.opts.KVM, extra)
 		if err != nil {
 			return nil, err
 		}

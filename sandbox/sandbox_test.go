@@ -176,9 +176,8 @@ func TestRunner_Run_Network(t *testing.T) {
 }
 
 // listenLoopback listens on a free port of 127.0.0.1 and sends what each
-// connection sent on the channel. It uses raw syscalls: package net would
-// link the test binary dynamically, which slows every sandbox child (the
-// test binary re-executed) down.
+// connection sent on the channel. It uses raw syscalls, from when this
+// package did not link package net (builtin:fetchurl now does).
 func listenLoopback(t testing.TB) (int, <-chan string) {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)

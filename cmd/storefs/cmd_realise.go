@@ -116,6 +116,24 @@ func (a *app) workerOptions(c *cli.Context) (*realise.Options, error) {
 	if o.SandboxPaths, err = parseSandboxPaths(s.Strings("sandbox-paths")); err != nil {
 		return nil, err
 	}
+	// builtin:fetchurl runs in the sandbox, which has none of these files.
+	// As in Nix, a netrc file that cannot be read is no netrc.
+	o.Netrc, _ = os.ReadFile(s.String("netrc-file"))
+	if o.ConnectTimeout, err = s.Seconds("connect-timeout"); err != nil {
+		return nil, err
+	}
+	attempts, err := s.Int("download-attempts")
+	if err != nil {
+		return nil, err
+	}
+	o.DownloadAttempts = max(int(attempts), 1) // Nix tries once even with 0
+	// ssl-cert-file's default, as in Nix: the first of these that exists.
+	for _, f := range []string{os.Getenv("NIX_SSL_CERT_FILE"), os.Getenv("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"} {
+		if data, err := os.ReadFile(f); f != "" && err == nil {
+			o.CACerts = data
+			break
+		}
+	}
 	if c != nil {
 		if c.IsSet("cores") {
 			o.Cores = c.Int("cores")
