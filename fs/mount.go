@@ -147,6 +147,12 @@ func (s *Server) PathValid(p store.Path) {
 	s.root.pathValid(p)
 }
 
+// PathInvalid tells the mount that p stopped being valid (garbage
+// collected or deleted), so that the kernel forgets its entry.
+func (s *Server) PathInvalid(p store.Path) {
+	s.root.invalidate(p.Base())
+}
+
 // Unmount unmounts the store. If the mount is busy it is detached lazily,
 // so that no stale mount remains either way.
 func (s *Server) Unmount() error {

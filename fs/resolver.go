@@ -55,15 +55,17 @@ type Resolver struct {
 	valid    Validator
 	realiser Realiser
 	failTTL  time.Duration
+	hold     func(store.Path) (release func())
 
 	mu       sync.Mutex
 	failures map[store.Path]*RealiseError
 }
 
 // NewResolver returns a resolver for store directory dir. Failures are
-// remembered for failTTL (zero: not at all).
-func NewResolver(dir store.Dir, valid Validator, realiser Realiser, failTTL time.Duration) *Resolver {
-	return &Resolver{dir: dir, valid: valid, realiser: realiser, failTTL: failTTL, failures: map[store.Path]*RealiseError{}}
+// remembered for failTTL (zero: not at all). hold, if not nil, keeps a
+// path alive (a temporary GC root) while a lookup realises it.
+func NewResolver(dir store.Dir, valid Validator, realiser Realiser, failTTL time.Duration, hold func(store.Path) (release func())) *Resolver {
+	return &Resolver{dir: dir, valid: valid, realiser: realiser, failTTL: failTTL, hold: hold, failures: map[store.Path]*RealiseError{}}
 }
 
 // Resolve makes the store path named name valid if it can. It returns nil
@@ -88,6 +90,9 @@ func (r *Resolver) Resolve(ctx context.Context, name string) error {
 	r.mu.Unlock()
 	if f != nil {
 		return f
+	}
+	if r.hold != nil {
+		defer r.hold(p)()
 	}
 	known, err := r.realiser.Knows(ctx, p)
 	if err != nil {

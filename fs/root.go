@@ -155,6 +155,18 @@ func (r *root) pathValid(p store.Path) {
 	r.mu.Unlock()
 }
 
+// invalidate queues the invalidation of name's entry.
+func (r *root) invalidate(name string) {
+	r.mu.Lock()
+	delete(r.negatives, name)
+	r.pending = append(r.pending, name)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
 // notifier sends the queued invalidations until ctx is done.
 func (r *root) notifier(ctx context.Context) {
 	for {

@@ -116,11 +116,13 @@ func TestWorker_DAG_BuildsEachNodeOnce(t *testing.T) {
 func TestWorker_KeepGoing(t *testing.T) {
 	for _, keepGoing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("keep-going=%v", keepGoing), func(t *testing.T) {
-			e := newEnv(t, &realise.Options{MaxJobs: 1})
+			// Two slots: the failing leaf starts at once beside one slow
+			// build, whatever order the goals take the slots in.
+			e := newEnv(t, &realise.Options{MaxJobs: 2})
 			bad := addDrv(t, e.st, "bad-leaf", "echo failing; exit 1")
 			var good []store.Path
 			for i := 0; i < 6; i++ {
-				good = append(good, addDrv(t, e.st, fmt.Sprintf("good-%d", i), fmt.Sprintf("sleep 0.1; echo %d > $out", i)))
+				good = append(good, addDrv(t, e.st, fmt.Sprintf("good-%d", i), fmt.Sprintf("sleep 0.5; echo %d > $out", i)))
 			}
 			top := addDrv(t, e.st, "top", "cat $dep0 > $out", bad)
 			rep := e.realise(t, realise.Request{Targets: targetsOf(append([]store.Path{top}, good...)...), KeepGoing: keepGoing})

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/storefs/storefs/store"
 )
@@ -129,6 +130,15 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	if err != nil {
 		return failed(drvPath, MiscFailure, "computing the input closure of '%s': %v", drvPath, err)
 	}
+	// The inputs and the outputs stay alive while we build; a collection
+	// that ran between the closure and the roots is caught here.
+	releaseRoots := w.st.TempRoots.Add(append(closure, outputPathsOf(outputs)...)...)
+	defer releaseRoots()
+	for _, p := range closure {
+		if ok, err := w.st.IsValid(p); err != nil || !ok {
+			return failed(drvPath, MiscFailure, "input '%s' of '%s' was garbage-collected while the build was being prepared", p, drvPath)
+		}
+	}
 	inputs := store.NewPathSet(closure...)
 
 	if err := w.checkPlatform(drvPath, drv, attrs); err != nil {
@@ -169,6 +179,7 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 		}
 	}
 
+	w.collectIfFull()
 	b := &build{w: w, g: g, drvPath: drvPath, drv: drv, attrs: attrs, inputs: inputs, mode: mode}
 	defer b.cleanup()
 	if berr := b.run(); berr != nil {
@@ -333,4 +344,42 @@ func (w *Worker) substituteOutputs(g *goal, drvPath store.Path, attrs *store.Att
 		return failed(drvPath, TransientFailure, "some substitutes for the outputs of derivation '%s' failed (usually happens due to networking issues); try '--fallback' to build derivation from source ", drvPath)
 	}
 	return nil
+}
+
+func outputPathsOf(outputs map[string]store.Path) []store.Path {
+	ps := make([]store.Path, 0, len(outputs))
+	for _, p := range outputs {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// collectIfFull collects garbage when the backing store's filesystem has
+// less than min-free bytes free, up to max-free (Nix's auto-GC). One
+// collection runs at a time; builds that find one running go on.
+func (w *Worker) collectIfFull() {
+	if w.opts.MinFree == 0 || !w.gcMu.TryLock() {
+		return
+	}
+	defer w.gcMu.Unlock()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(w.st.RealDir(), &st); err != nil {
+		w.logger.Warn("checking free space", "err", err)
+		return
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	if free >= w.opts.MinFree {
+		return
+	}
+	var want uint64
+	if w.opts.MaxFree > free {
+		want = w.opts.MaxFree - free
+	}
+	w.logger.Warn("running out of disk space; collecting garbage", "free", free, "min_free", w.opts.MinFree)
+	res, err := w.st.GC(w.ctx, &store.GCOptions{MaxFreed: want, KeepOutputs: w.opts.KeepOutputs, KeepDerivations: w.opts.KeepDerivations})
+	if err != nil {
+		w.logger.Error("automatic garbage collection", "err", err)
+		return
+	}
+	w.emit(Event{Kind: Note, Line: fmt.Sprintf("note: collected %d store paths, %d bytes, to make room", len(res.Deleted), res.BytesFreed)})
 }

@@ -117,6 +117,10 @@ func (w *Worker) fetch(g *goal, sub cache.Cache, ni *cache.NARInfo) error {
 		return context.Cause(g.ctx)
 	}
 	defer func() { <-w.substSlots }()
+	// The references substituted first must survive until this path
+	// refers to them.
+	release := w.st.TempRoots.Add(append([]store.Path{ni.StorePath}, ni.References...)...)
+	defer release()
 	w.emit(Event{Kind: SubstituteStarted, Path: ni.StorePath, Substituter: sub.URL()})
 	w.logger.Info("substituting", "path", ni.StorePath, "substituter", sub.URL())
 	if g.key.mode == Repair {

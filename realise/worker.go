@@ -104,6 +104,8 @@ type Worker struct {
 	substSlots chan struct{}
 	// logEncoders pools the zstd encoders of build logs.
 	logEncoders sync.Pool
+	// gcMu lets one automatic garbage collection run at a time.
+	gcMu sync.Mutex
 
 	mu      sync.Mutex
 	goals   map[goalKey]*goal

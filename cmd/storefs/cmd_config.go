@@ -30,6 +30,7 @@ func (a *app) commands() []*cli.Command {
 	cmds := a.storeCommands()
 	cmds = append(cmds, a.realiseCommands()...)
 	cmds = append(cmds, a.mountCommand())
+	cmds = append(cmds, a.gcCommands()...)
 	cmds = append(cmds, a.cacheCommands()...)
 	cmds = append(cmds, a.derivationCommands(), a.configCommands())
 	return cmds

@@ -76,7 +76,8 @@ func (a *app) cmdMount(c *cli.Context) error {
 		return err
 	}
 	defer w.Close()
-	res := fs.NewResolver(st.Dir, st, w, failureTTL)
+	hold := func(p store.Path) func() { return st.TempRoots.Add(p) }
+	res := fs.NewResolver(st.Dir, st, w, failureTTL, hold)
 	srv, err := fs.Mount(mountpoint, st.RealDir(), st, res, &fs.Options{
 		Force:  c.Bool("force"),
 		Debug:  c.Bool("debug-fuse"),
@@ -88,6 +89,11 @@ func (a *app) cmdMount(c *cli.Context) error {
 	st.OnValid(func(ps []store.Path) {
 		for _, p := range ps {
 			srv.PathValid(p)
+		}
+	})
+	st.OnInvalid(func(ps []store.Path) {
+		for _, p := range ps {
+			srv.PathInvalid(p)
 		}
 	})
 	ln, err := daemon.Listen(a.socketPath(), 0o600)
@@ -121,15 +127,29 @@ func (a *app) forwardArgs(c *cli.Context) []string {
 	for _, arg := range c.Args().Slice() {
 		positional[arg] = true
 	}
-	for _, arg := range a.args[1:] {
-		if positional[arg] && !filepath.IsAbs(arg) && !strings.Contains(arg, "://") {
+	// Flags whose value names a file, which may not exist yet.
+	pathFlags := map[string]bool{"--add-root": true, "--secret-key": true}
+	for i := 1; i < len(a.args); i++ {
+		arg := a.args[i]
+		if name, value, ok := strings.Cut(arg, "="); ok && pathFlags[name] {
+			arg = name + "=" + absolute(value)
+		} else if pathFlags[arg] && i+1 < len(a.args) {
+			out = append(out, arg)
+			i++
+			arg = absolute(a.args[i])
+		} else if positional[arg] && !filepath.IsAbs(arg) && !strings.Contains(arg, "://") {
 			if _, err := os.Lstat(arg); err == nil {
-				if abs, err := filepath.Abs(arg); err == nil {
-					arg = abs
-				}
+				arg = absolute(arg)
 			}
 		}
 		out = append(out, arg)
 	}
 	return out
+}
+
+func absolute(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }

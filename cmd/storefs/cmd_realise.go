@@ -41,6 +41,7 @@ func (a *app) realiseCommands() []*cli.Command {
 				&cli.BoolFlag{Name: "print-build-logs", Aliases: []string{"L"}, Usage: "print build logs on stderr as they come"},
 				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per PATH (outputs, status, times, error)"},
 				&cli.BoolFlag{Name: "fallback", Usage: "build derivations whose substitutes fail to download (setting fallback)"},
+				&cli.StringFlag{Name: "add-root", Usage: "make `LINK` a symlink to the output and a GC root (LINK-2, LINK-dev… for more)"},
 			},
 			Action: a.cmdRealise,
 		},
@@ -127,6 +128,22 @@ func (a *app) workerOptions(c *cli.Context) (*realise.Options, error) {
 		return nil, err
 	}
 	o.DownloadAttempts = max(int(attempts), 1) // Nix tries once even with 0
+	o.HashedMirrors = s.Strings("hashed-mirrors")
+	if o.KeepOutputs, err = s.Bool("keep-outputs"); err != nil {
+		return nil, err
+	}
+	if o.KeepDerivations, err = s.Bool("keep-derivations"); err != nil {
+		return nil, err
+	}
+	minFree, err := s.Int("min-free")
+	if err != nil {
+		return nil, err
+	}
+	maxFree, err := s.Int("max-free")
+	if err != nil {
+		return nil, err
+	}
+	o.MinFree, o.MaxFree = uint64(max(minFree, 0)), uint64(max(maxFree, 0))
 	// ssl-cert-file's default, as in Nix: the first of these that exists.
 	for _, f := range []string{os.Getenv("NIX_SSL_CERT_FILE"), os.Getenv("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"} {
 		if data, err := os.ReadFile(f); f != "" && err == nil {
@@ -292,6 +309,11 @@ func (a *app) cmdRealise(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		if link := c.String("add-root"); link != "" {
+			if err := addRoots(st, link, rep); err != nil {
+				return err
+			}
+		}
 		if c.Bool("json") {
 			if err := a.printRealiseJSON(rep, started); err != nil {
 				return err
@@ -410,4 +432,35 @@ func (a *app) cmdLog(c *cli.Context) error {
 		}
 		return fmt.Errorf("build log of '%s' is not available", p)
 	})
+}
+
+// addRoots makes link point to the first output realised, and link-N
+// (link-<output> for outputs other than out) to the others, each a GC
+// root, as nix-store --realise --add-root names them.
+func addRoots(st *store.Store, link string, rep *realise.Report) error {
+	n := 0
+	for _, res := range rep.Results {
+		if !res.Status.Success() {
+			continue
+		}
+		names := make([]string, 0, len(res.Outputs))
+		for o := range res.Outputs {
+			names = append(names, o)
+		}
+		sort.Strings(names)
+		for _, o := range names {
+			n++
+			name := link
+			switch {
+			case o != "out":
+				name = link + "-" + o
+			case n > 1:
+				name = fmt.Sprintf("%s-%d", link, n)
+			}
+			if err := st.AddRoot(name, res.Outputs[o]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

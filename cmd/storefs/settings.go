@@ -39,6 +39,7 @@ var knownSettings = []setting{
 	{"fallback", constant("false"), true},
 	{"filter-syscalls", constant("true"), false},
 	{"fsync-metadata", constant("true"), false},
+	{"hashed-mirrors", constant(""), true},
 	{"id-count", constant("8388608"), true},
 	{"impersonate-linux-26", constant("false"), true},
 	{"keep-derivations", constant("true"), true},

@@ -1,0 +1,254 @@
+package tests
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCLI_GCRoots: realise --add-root makes an indirect root that keeps
+// the output alive; gc deletes what nothing keeps; removing the link
+// frees the output at the next gc.
+func TestCLI_GCRoots(t *testing.T) {
+	in := newInstance(t)
+	in.ok("add", busyboxDir(t))
+	drv, out := in.addDrv("rooted", "echo kept > $out", nil)
+	_, other := in.addDrv("unrooted", "echo gone > $out", nil)
+	in.ok("realise", other)
+	result := filepath.Join(t.TempDir(), "result")
+	if got := strings.TrimSpace(in.ok("realise", "--add-root", result, drv)); got != out {
+		t.Fatalf("realise --add-root = %q", got)
+	}
+	if target, err := os.Readlink(result); err != nil || target != out {
+		t.Fatalf("result -> %q, %v", target, err)
+	}
+	if roots := in.ok("roots"); !strings.Contains(roots, result+" -> "+out) {
+		t.Errorf("roots = %q", roots)
+	}
+	dry := in.ok("gc", "--dry-run")
+	if !strings.Contains(dry, other) || strings.Contains(dry, out+"\n") {
+		t.Errorf("gc --dry-run = %q", dry)
+	}
+	r := in.run("", "gc")
+	if r.code != 0 || !strings.Contains(r.stderr, "deleting '"+other+"'") {
+		t.Fatalf("gc: %d %s", r.code, r.stderr)
+	}
+	in.ok("path-info", out)
+	if r := in.run("", "path-info", other); r.code == 0 {
+		t.Errorf("%s survived gc", other)
+	}
+	os.Remove(result)
+	in.ok("gc")
+	if r := in.run("", "path-info", out); r.code == 0 {
+		t.Errorf("%s survived gc after its root was removed", out)
+	}
+	in.ok("verify", "--check-contents")
+}
+
+// TestCLI_Verify: verify finds a deleted file, a modified file, a stray
+// directory and a missing reference; --repair fixes the first two.
+func TestCLI_Verify(t *testing.T) {
+	in := newInstance(t)
+	in.ok("add", busyboxDir(t))
+	drv, out := in.addDrv("victim", "mkdir $out; echo one > $out/a; echo two > $out/b", nil)
+	in.ok("realise", drv)
+	real := filepath.Join(in.state, "store", filepath.Base(out))
+	os.Chmod(real, 0o755)
+	os.Remove(filepath.Join(real, "a"))
+	os.Chmod(filepath.Join(real, "b"), 0o644)
+	os.WriteFile(filepath.Join(real, "b"), []byte("tampered\n"), 0o444)
+	stray := filepath.Join(in.state, "store", "00000000000000000000000000000000-stray")
+	os.Mkdir(stray, 0o755)
+	r := in.run("", "verify", "--check-contents")
+	if r.code == 0 || !strings.Contains(r.stderr, "path '"+out+"' was modified!") || !strings.Contains(r.stderr, "-stray' in the backing store is not a valid path") {
+		t.Fatalf("verify: exit %d\n%s", r.code, r.stderr)
+	}
+	r = in.run("", "verify", "--repair")
+	if !strings.Contains(r.stderr, "repaired '"+out+"'") {
+		t.Fatalf("verify --repair: exit %d\n%s", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(real, "b")); err != nil || string(b) != "two\n" {
+		t.Errorf("after repair b = %q, %v", b, err)
+	}
+	os.RemoveAll(stray)
+	in.ok("verify", "--check-contents")
+}
+
+// TestMount_GC: gc while mounted makes deleted paths disappear from the
+// mount, and a gc during a build and a blocked lookup deletes nothing they
+// use.
+func TestMount_GC(t *testing.T) {
+	in := newInstance(t)
+	in.ok("add", busyboxDir(t))
+	_, doomed := in.addDrv("doomed", "echo doomed > $out", nil)
+	depDrv, dep := in.addDrv("dep", "echo dep > $out", nil)
+	in.ok("realise", depDrv)
+	drv, slow := in.addDrv("slow-consumer", "sleep 2; cat $dep0 > $out", map[string]string{depDrv: dep})
+	in.ok("realise", doomed)
+	m := in.mount()
+	if out, err := sh(t, "cat "+m.path(doomed)); err != nil || out != "doomed\n" {
+		t.Fatalf("cat before gc = %q, %v", out, err)
+	}
+	// A lookup that builds slow-consumer, whose input dep and busybox are
+	// roots of nothing but the running build.
+	waiter := exec.Command("/bin/cat", m.path(slow))
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for m.builds(drv) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := in.run("", "gc")
+	if r.code != 0 {
+		t.Fatalf("gc: %s", r.stderr)
+	}
+	for _, kept := range []string{dep, busyboxPath} {
+		if strings.Contains(r.stderr, "deleting '"+kept+"'") {
+			t.Errorf("gc deleted %s, an input of a running build", kept)
+		}
+	}
+	if err := waiter.Wait(); err != nil {
+		t.Errorf("the lookup that built during gc failed: %v", err)
+	}
+	if out, err := sh(t, "cat "+m.path(doomed)); err == nil {
+		t.Errorf("cat after gc = %q, want ENOENT", out)
+	}
+}
+
+// TestCrash_KillAnywhere kills storefs with SIGKILL at random points of
+// builds, substitutions and garbage collections, many times, and checks
+// after each that the store verifies clean (contents included) and, at
+// the end, that a fresh realisation completes with the same results.
+// STOREFS_CRASH_POINTS sets the number of kills (default 50).
+func TestCrash_KillAnywhere(t *testing.T) {
+	points := 50
+	if s := os.Getenv("STOREFS_CRASH_POINTS"); s != "" {
+		fmt.Sscan(s, &points)
+	}
+	// A cache holding half of the DAG's outputs, so that runs substitute
+	// some paths and build others.
+	src := newInstance(t)
+	src.ok("add", busyboxDir(t))
+	dag := addDAGCLI(src, 4, 5)
+	for i, layer := range dag {
+		if i%2 == 0 {
+			src.ok(append([]string{"realise"}, drvsOf(layer)...)...)
+		}
+	}
+	keyDir := t.TempDir()
+	src.ok("key", "generate", "crash-1", filepath.Join(keyDir, "k.sec"), filepath.Join(keyDir, "k.pub"))
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	var cached []string
+	for i, layer := range dag {
+		if i%2 == 0 {
+			for _, n := range layer {
+				cached = append(cached, n.out)
+			}
+		}
+	}
+	src.ok(append([]string{"copy", "--to", "file://" + cacheDir + "?compression=zstd&secret-key=" + filepath.Join(keyDir, "k.sec")}, cached...)...)
+	pub, _ := os.ReadFile(filepath.Join(keyDir, "k.pub"))
+	opts := []string{"--option", "substituters", "file://" + cacheDir, "--option", "trusted-public-keys", strings.TrimSpace(string(pub))}
+
+	in := newInstance(t)
+	in.ok("add", busyboxDir(t))
+	for _, layer := range dag {
+		for _, n := range layer {
+			r := in.run(n.json, "derivation", "add")
+			if r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+		}
+	}
+	tops := drvsOf(dag[len(dag)-1])
+	// The derivations are roots (the gc runs would delete them); their
+	// outputs are not, so runs keep building and collecting them.
+	roots := filepath.Join(in.state, "gcroots")
+	os.MkdirAll(roots, 0o755)
+	for i, d := range tops {
+		os.Symlink(d, filepath.Join(roots, fmt.Sprint("top-", i)))
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kills := 0
+	for i := 0; i < points; i++ {
+		var args []string
+		if i%4 == 3 {
+			args = []string{"gc"}
+		} else {
+			args = append(append(append([]string{}, opts...), "realise", "-j", "2"), tops...)
+		}
+		cmd := exec.Command(storefsBin, append([]string{"--state-dir", in.state}, args...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.Intn(400)) * time.Millisecond)
+		if cmd.Process.Signal(syscall.SIGKILL) == nil {
+			kills++
+		}
+		cmd.Wait()
+		// The builders die with their PID namespace; wait for it.
+		for j := 0; j < 100 && len(processesOfBuilds(t)) > 0; j++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if r := in.run("", "verify", "--check-contents"); r.code != 0 {
+			t.Fatalf("after kill %d of %v: verify failed:\n%s", i, args, r.stderr)
+		}
+	}
+	t.Logf("%d kill points, all verified clean", kills)
+	out := in.ok(append(append(append([]string{}, opts...), "realise"), tops...)...)
+	want := src.ok(append([]string{"realise"}, tops...)...)
+	if out != want {
+		t.Errorf("after the kills realise printed\n%s\nwant\n%s", out, want)
+	}
+	for _, n := range dag[len(dag)-1] {
+		a, b := in.ok("hash", "path", filepath.Join(in.state, "store", filepath.Base(n.out))), src.ok("hash", "path", filepath.Join(src.state, "store", filepath.Base(n.out)))
+		if a != b {
+			t.Errorf("%s differs after the kills", n.out)
+		}
+	}
+	in.ok("verify", "--check-contents")
+}
+
+// dagNode is one derivation added through the CLI.
+type dagNode struct{ drv, out, json string }
+
+// addDAGCLI adds layers×width derivations to in, each depending on two of
+// the previous layer.
+func addDAGCLI(in *instance, layers, width int) [][]dagNode {
+	var dag [][]dagNode
+	for l := 0; l < layers; l++ {
+		var layer []dagNode
+		for i := 0; i < width; i++ {
+			deps := map[string]string{}
+			if l > 0 {
+				for _, p := range []dagNode{dag[l-1][i], dag[l-1][(i+1)%width]} {
+					deps[p.drv] = p.out
+				}
+			}
+			js := drvJSON(fmt.Sprintf("crash-%d-%d", l, i), "mkdir $out; i=0; while [ $i -lt 50 ]; do echo $i > $out/f$i; i=$((i+1)); done; for d in $dep0 $dep1; do cat $d/f1 >> $out/deps; done", deps)
+			r := in.run(js, "derivation", "add")
+			if r.code != 0 {
+				in.t.Fatalf("derivation add: %s", r.stderr)
+			}
+			drv := strings.TrimSpace(r.stdout)
+			layer = append(layer, dagNode{drv: drv, out: strings.TrimSpace(in.ok("query", "--outputs", drv)), json: js})
+		}
+		dag = append(dag, layer)
+	}
+	return dag
+}
+
+func drvsOf(layer []dagNode) []string {
+	var out []string
+	for _, n := range layer {
+		out = append(out, n.drv)
+	}
+	return out
+}
