@@ -81,12 +81,12 @@ func (s *Store) OnValid(fn func([]Path)) {
 
 // Layout of the state directory.
 const (
-	dbSubdir    = "db"
-	dbFile      = "storefs.db"
-	lockName    = "lock"
+	dbSubdir = "db"
+	dbFile   = "storefs.db"
+	lockName = "lock"
 	// dirtyName marks a store that is open, or was when its process died:
 	// the next Open then sweeps the backing directory for leftovers.
-	dirtyName = "dirty"
+	dirtyName   = "dirty"
 	storeSubdir = "store"
 	// tmpSubdir holds everything half-made: paths being added, unpacked or
 	// built, and sandbox chroots. It is inside the backing directory so
