@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -87,6 +88,13 @@ func (b *build) run() *BuildError {
 	}
 	for _, name := range b.drv.OutputNames() {
 		spec.Outputs = append(spec.Outputs, string(b.drv.Outputs[name].Path))
+	}
+	if w.opts.PreBuildHook != "" {
+		extra, err := w.runPreBuildHook(b.g.ctx, b.drvPath)
+		if err != nil {
+			return newBuildError(b.drvPath, MiscFailure, "%v", err)
+		}
+		spec.SandboxPaths = append(append([]sandbox.BindPath(nil), spec.SandboxPaths...), extra...)
 	}
 	if spec.FixedOutput {
 		names, err := b.attrs.ImpureEnvVars()
@@ -221,4 +229,37 @@ func (b *build) cleanup() {
 			b.w.logger.Warn("removing build directory", "drv", b.drvPath, "err", err)
 		}
 	}
+}
+
+// runPreBuildHook runs pre-build-hook with the derivation's path and reads
+// its answer (Nix's protocol): "extra-sandbox-paths" (or the old
+// "extra-chroot-dirs") then one path per line, "target=source" or both
+// the same, up to an empty line.
+func (w *Worker) runPreBuildHook(ctx context.Context, drvPath store.Path) ([]sandbox.BindPath, error) {
+	cmd := exec.CommandContext(ctx, w.opts.PreBuildHook, string(drvPath))
+	cmd.Env = w.opts.Environ
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("pre-build-hook '%s' for '%s' failed: %w", w.opts.PreBuildHook, drvPath, err)
+	}
+	var paths []sandbox.BindPath
+	inPaths := false
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case !inPaths && line == "":
+		case !inPaths && (line == "extra-sandbox-paths" || line == "extra-chroot-dirs"):
+			inPaths = true
+		case !inPaths:
+			return nil, fmt.Errorf("unknown pre-build hook command '%s'", line)
+		case line == "":
+			inPaths = false
+		default:
+			target, source, ok := strings.Cut(line, "=")
+			if !ok {
+				source = target
+			}
+			paths = append(paths, sandbox.BindPath{Target: target, Source: source})
+		}
+	}
+	return paths, nil
 }

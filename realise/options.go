@@ -52,6 +52,17 @@ type Options struct {
 	// KeepFailed is keep-failed: keep the build directory of a failed
 	// build and say where (never a builtin builder's, as in Nix).
 	KeepFailed bool
+	// DiffHook is diff-hook, run (when RunDiffHook is set) on a --check
+	// mismatch with the valid output, the new one (kept as <path>.check),
+	// the derivation and the build directory. Empty means none.
+	DiffHook string
+	// RunDiffHook is run-diff-hook.
+	RunDiffHook bool
+	// PreBuildHook is pre-build-hook: run with the derivation's path
+	// before each build; it may answer "extra-sandbox-paths" and a list
+	// of paths (target=source), ended by an empty line, to add to that
+	// build's sandbox. Empty means none.
+	PreBuildHook string
 	// Netrc is the contents of the file named by netrc-file, the
 	// credentials builtin:fetchurl uses. Nil means none.
 	Netrc []byte

@@ -2,7 +2,9 @@ package realise
 
 import (
 	"io"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -257,10 +259,14 @@ func (b *build) compareWithValid(names []string, outs map[string]*builtOutput) *
 			continue
 		}
 		real := b.w.st.RealPath(o.info.Path)
-		if b.w.opts.KeepFailed {
+		diffHook := b.w.opts.RunDiffHook && b.w.opts.DiffHook != ""
+		if b.w.opts.KeepFailed || diffHook {
 			dst := real + ".check"
 			store.RemoveTree(dst)
 			if err := os.Rename(o.actual, dst); err == nil {
+				if diffHook {
+					b.runDiffHook(real, dst)
+				}
 				return newBuildError(b.drvPath, NotDeterministic, "derivation '%s' may not be deterministic: output '%s' differs from '%s'", b.drvPath, real, dst)
 			}
 		}
@@ -374,3 +380,18 @@ func (b *build) checkOutputs(outs map[string]*builtOutput) *BuildError {
 }
 
 func dumpTo(w io.Writer, name string) error { return nar.Dump(w, name) }
+
+// runDiffHook runs diff-hook on a --check mismatch with the valid output,
+// the new one, the derivation and the build directory (empty when not
+// kept); its output is shown to the user, as Nix prints it.
+func (b *build) runDiffHook(valid, check string) {
+	cmd := exec.CommandContext(b.g.ctx, b.w.opts.DiffHook, valid, check, string(b.drvPath), "")
+	cmd.Env = b.w.opts.Environ
+	out, err := cmd.CombinedOutput()
+	if text := strings.TrimRight(string(out), "\n"); text != "" {
+		b.w.emit(Event{Kind: Note, Drv: b.drvPath, Line: text})
+	}
+	if err != nil {
+		b.w.emit(Event{Kind: Note, Drv: b.drvPath, Line: fmt.Sprintf("warning: diff hook '%s' failed: %v", b.w.opts.DiffHook, err)})
+	}
+}

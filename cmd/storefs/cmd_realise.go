@@ -129,6 +129,11 @@ func (a *app) workerOptions(c *cli.Context) (*realise.Options, error) {
 	}
 	o.DownloadAttempts = max(int(attempts), 1) // Nix tries once even with 0
 	o.HashedMirrors = s.Strings("hashed-mirrors")
+	o.DiffHook = s.String("diff-hook")
+	o.PreBuildHook = s.String("pre-build-hook")
+	if o.RunDiffHook, err = s.Bool("run-diff-hook"); err != nil {
+		return nil, err
+	}
 	if o.KeepOutputs, err = s.Bool("keep-outputs"); err != nil {
 		return nil, err
 	}
