@@ -1,8 +1,8 @@
 package realise
 
 import (
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
