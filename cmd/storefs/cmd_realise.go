@@ -25,18 +25,19 @@ func (a *app) realiseCommands() []*cli.Command {
 			Name:  "realise",
 			Usage: "build or substitute store paths (like nix-store --realise)",
 			Description: "PATH is a derivation (optionally with outputs: DRV!out,dev) or any store path, which is\n" +
-				"built through the derivation that produces it. Prints the output paths. The exit status\n" +
+				"substituted from a binary cache, or else built through the derivation that produces it.\n" +
+				"Prints the output paths. The exit status\n" +
 				"is Nix's: 100 a build failed, 101 timed out, 102 hash mismatch, 104 --check found a\n" +
 				"difference, 1 other errors.",
 			ArgsUsage: "PATH...",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "max-jobs", Aliases: []string{"j"}, Usage: "builds to run at once (a number or 'auto'; setting max-jobs)"},
-				&cli.IntFlag{Name: "cores", Usage: "NIX_BUILD_CORES for builders (setting cores)"},
+				&cli.StringFlag{Name: "max-jobs", Aliases: []string{"j"}, Usage: "builds to run at once (a number or 'auto'; setting max-jobs)", DefaultText: "the setting, 1"},
+				&cli.IntFlag{Name: "cores", Usage: "NIX_BUILD_CORES for builders (setting cores)", DefaultText: "the setting, all CPUs"},
 				&cli.BoolFlag{Name: "keep-going", Aliases: []string{"k"}, Usage: "keep building other paths after a failure"},
 				&cli.BoolFlag{Name: "check", Usage: "rebuild valid outputs and compare them (non-determinism check)"},
 				&cli.BoolFlag{Name: "repair", Usage: "rebuild outputs whose contents no longer match their hash"},
-				&cli.IntFlag{Name: "timeout", Usage: "kill builds running longer than `SECONDS` (setting timeout)"},
-				&cli.IntFlag{Name: "max-silent-time", Usage: "kill builds silent for `SECONDS` (setting max-silent-time)"},
+				&cli.IntFlag{Name: "timeout", Usage: "kill builds running longer than `SECONDS` (setting timeout)", DefaultText: "the setting, no limit"},
+				&cli.IntFlag{Name: "max-silent-time", Usage: "kill builds silent for `SECONDS` (setting max-silent-time)", DefaultText: "the setting, no limit"},
 				&cli.BoolFlag{Name: "keep-failed", Aliases: []string{"K"}, Usage: "keep the build directory of failed builds"},
 				&cli.BoolFlag{Name: "print-build-logs", Aliases: []string{"L"}, Usage: "print build logs on stderr as they come"},
 				&cli.BoolFlag{Name: "json", Usage: "print one JSON object per PATH (outputs, status, times, error)"},
