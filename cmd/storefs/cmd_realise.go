@@ -26,9 +26,8 @@ func (a *app) realiseCommands() []*cli.Command {
 			Usage: "build or substitute store paths (like nix-store --realise)",
 			Description: "PATH is a derivation (optionally with outputs: DRV!out,dev) or any store path, which is\n" +
 				"substituted from a binary cache, or else built through the derivation that produces it.\n" +
-				"Prints the output paths. The exit status\n" +
-				"is Nix's: 100 a build failed, 101 timed out, 102 hash mismatch, 104 --check found a\n" +
-				"difference, 1 other errors.",
+				"Prints the output paths. The exit status is Nix's: 100 a build failed, 101 timed out,\n" +
+				"102 hash mismatch, 104 --check found a difference, 1 other errors.",
 			ArgsUsage: "PATH...",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "max-jobs", Aliases: []string{"j"}, Usage: "builds to run at once (a number or 'auto'; setting max-jobs)", DefaultText: "the setting, 1"},
