@@ -219,10 +219,13 @@ func (s *Store) ParsePath(str string) (Path, error) { return s.Dir.Parse(str) }
 // Register makes infos valid together, in one transaction. Their contents
 // must already be in place under RealPath and canonicalised. Each
 // reference must be valid or among infos. For .drv paths, the output
-// index is updated from the derivation, which is parsed first: a .drv
-// that does not parse is not registered.
+// index is updated from the derivation, which is parsed and checked
+// first: a .drv that does not parse, or whose output paths are not the
+// ones its contents give (Nix's checkDerivationOutputs), is not
+// registered, so that no .drv can claim another derivation's outputs.
 func (s *Store) Register(infos []*PathInfo) error {
 	outputs := map[Path]map[string]Path{}
+	drvs := map[Path]*Derivation{}
 	for _, info := range infos {
 		if info.Path.Dir() != s.Dir {
 			return fmt.Errorf("registering %s: %w", info.Path, ErrInvalidPath)
@@ -234,11 +237,36 @@ func (s *Store) Register(infos []*PathInfo) error {
 		if err != nil {
 			return fmt.Errorf("registering %s: %w", info.Path, err)
 		}
+		drvs[info.Path] = drv
 		outs := map[string]Path{}
 		for name, o := range drv.Outputs {
 			outs[name] = o.Path
 		}
 		outputs[info.Path] = outs
+	}
+	// Input derivations registered in this same call are not valid yet:
+	// hash them from their files.
+	memo := map[Path]map[string]Hash{}
+	var hasher InputHasher
+	hasher = func(p Path) (map[string]Hash, error) {
+		d, ok := drvs[p]
+		if !ok {
+			return s.HashDerivationModulo(p)
+		}
+		if h, ok := memo[p]; ok {
+			return h, nil
+		}
+		h, err := d.HashModulo(s.Dir, false, hasher)
+		if err != nil {
+			return nil, err
+		}
+		memo[p] = h
+		return h, nil
+	}
+	for p, drv := range drvs {
+		if err := drv.CheckOutputs(s.Dir, hasher); err != nil {
+			return fmt.Errorf("registering %s: %w", p, err)
+		}
 	}
 	if err := s.DB.register(infos, outputs); err != nil {
 		return err
