@@ -84,6 +84,14 @@ func (w *Worker) substituteReferences(g *goal, p store.Path, ni *cache.NARInfo) 
 		}
 		subs = append(subs, w.acquire(goalKey{substitutionGoal, r, Normal}, g.keepGoing, nil, w.runSubstitutionGoal))
 	}
+	// Valid paths never refer to each other in a cycle, but a cache may
+	// say they do; the goals would then wait for each other for ever.
+	if r := w.waitOn(g, subs); r != "" {
+		e := newBuildError("", MiscFailure, "cycle detected in the references of path '%s': '%s' refers back to it", p, r)
+		e.Path = p
+		return &goalResult{status: DependencyFailed, err: e}
+	}
+	defer w.waitOn(g, nil)
 	failures, err := waitAll(g.ctx, subs, g.keepGoing)
 	if err != nil {
 		return cancelled("", err)
@@ -162,4 +170,32 @@ func (w *Worker) substituteInfo(ctx context.Context, p store.Path) (*cache.NARIn
 		}
 	}
 	return nil, nil
+}
+
+// waitOn records that g waits for subs (nil: for nothing any more). If
+// one of subs already waits, directly or through others, for g, nothing
+// is recorded and the path of that one is returned: waiting would never
+// end. The check and the record are one step under the lock, so of two
+// goals closing a cycle at once the second sees the first's edges.
+func (w *Worker) waitOn(g *goal, subs []*goal) store.Path {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g.waitsOn = nil
+	for _, s := range subs {
+		seen := map[*goal]bool{}
+		stack := []*goal{s}
+		for len(stack) > 0 {
+			x := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if x == g {
+				return s.key.path
+			}
+			if !seen[x] {
+				seen[x] = true
+				stack = append(stack, x.waitsOn...)
+			}
+		}
+	}
+	g.waitsOn = subs
+	return ""
 }

@@ -68,6 +68,9 @@ type goal struct {
 
 	// Guarded by Worker.mu.
 	holders int
+	// waitsOn are the goals of a substitution goal's references while it
+	// waits for them: the edges in which Worker.waitOn looks for cycles.
+	waitsOn []*goal
 	// wanted is the set of a derivation goal's outputs that were asked
 	// for; nil means all. Requesters merge theirs in while the goal runs.
 	wanted map[string]bool
