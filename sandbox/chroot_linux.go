@@ -106,7 +106,9 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 	c.chmod("", 0o750)
 	c.chownGroup("")
 	// A world-writable /tmp; builders should use $TMPDIR, but many don't.
-	c.dir("/tmp", 0o1777)
+	// (os.FileMode's sticky bit is os.ModeSticky, not 0o1000, which
+	// os.Chmod would silently drop.)
+	c.dir("/tmp", 0o777|os.ModeSticky)
 	c.dir("/etc", 0o755)
 	c.file("/etc/passwd", etcPasswd)
 	c.file("/etc/group", etcGroup)
@@ -119,7 +121,7 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 	// The store is writable by the build group so the builder can create
 	// its outputs there; the sticky bit keeps it from removing inputs.
 	c.dirAll(s.StoreDir)
-	c.chmod(s.StoreDir, 0o1775)
+	c.chmod(s.StoreDir, 0o775|os.ModeSticky)
 	c.chownGroup(s.StoreDir)
 	if c.err != nil {
 		return nil, &SetupError{Step: "chroot", Err: c.err}
