@@ -17,7 +17,7 @@ unit:
 	$(GO) test -race -timeout 30m ./...
 
 # Each fuzz target for a few seconds, starting from its seed corpus.
-FUZZ_TARGETS := ./store/nar:FuzzRestore ./store/nar:FuzzReader ./store:FuzzParseDerivation
+FUZZ_TARGETS := ./store/nar:FuzzRestore ./store/nar:FuzzReader ./store:FuzzParseDerivation ./store:FuzzParseDerivationJSON ./store:FuzzDerivationATermToJSON ./store:FuzzParseHash ./store:FuzzBase32 ./store:FuzzParsePath ./store/cache:FuzzParseNARInfo ./store/cache:FuzzNARPath ./store/cache:FuzzFetch
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
