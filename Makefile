@@ -33,7 +33,8 @@ fuzz:
 
 test: build vet unit fuzz-short
 
-bench: build
+# Installs its dependencies (nix-bin, gnuplot…) before building: see bench/README.md.
+bench:
 	bash bench/run.sh
 
 demo: build
