@@ -16,15 +16,18 @@ import (
 
 // RunChildIfRequested runs the sandbox child, and never returns, when
 // argv[1] is the hidden child argument (or the builtin stage, which the
-// child executes for a builtin builder, see builtin_linux.go); otherwise
-// it returns at once. It
-// must be the first statement of main in cmd/storefs and of TestMain in
-// every package whose tests run builds: Run re-executes our own binary
-// (/proc/self/exe) as the child, before any flag parsing or test setup
-// could get in the way.
+// child executes for a builtin builder, see builtin_linux.go, or the
+// spawner, which clones children for a Runner, see spawner_linux.go);
+// otherwise it returns at once. It must be the first statement of main
+// in cmd/storefs and of TestMain in every package whose tests run
+// builds: Run re-executes our own binary (/proc/self/exe) as the child,
+// before any flag parsing or test setup could get in the way.
 func RunChildIfRequested() {
 	if len(os.Args) == 3 && os.Args[1] == builtinArg {
 		os.Exit(builtinMain(os.Args[2]))
+	}
+	if len(os.Args) == 2 && os.Args[1] == spawnerArg {
+		os.Exit(spawnerMain())
 	}
 	if len(os.Args) != 2 || os.Args[1] != childArg {
 		return
@@ -203,7 +206,8 @@ const (
 // setProcessAttributes sets what Nix sets for every builder: umask 022, no
 // address space randomisation (for reproducibility), the 32-bit
 // personality for 32-bit systems, no core dumps. It also arranges for the
-// build to die with us: the parent-death signal, which setuid cleared.
+// build to die with its parent (the Runner's spawner, or the Runner): the
+// parent-death signal, which setuid cleared.
 func setProcessAttributes(cfg *childConfig) error {
 	syscall.Umask(0o022)
 
@@ -232,8 +236,9 @@ func setProcessAttributes(cfg *childConfig) error {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return os.NewSyscallError("prctl PR_SET_PDEATHSIG", err)
 	}
-	// If the parent died before that, its end of the config socket is
-	// closed: a peek then sees EOF instead of "no data yet".
+	// If the Runner died before that, its end of the config socket is
+	// closed: a peek then sees EOF instead of "no data yet". (A spawner
+	// that died alone is the Runner's business: see protocol.go.)
 	var b [1]byte
 	n, _, err := unix.Recvfrom(configFD, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	if n == 0 && err == nil {

@@ -26,6 +26,13 @@
 // inside; a uid pool slot outside), loads the seccomp filter and executes
 // the builder as pid 1. protocol.go draws how parent and child talk.
 //
+// A sandboxed child is not cloned by Run's process but by the Runner's
+// spawner: our binary once more, started by the first sandboxed build and
+// kept, so that starting a build costs the same whatever the size of the
+// caller's heap (a clone into a new user namespace copies the page tables
+// of the process that clones). Close stops it: whoever made the Runner
+// closes it once its builds are over (realise's caller, cmd/storefs).
+//
 // # Builtin builders
 //
 // A builder named "builtin:fetchurl" or "builtin:buildenv" is not a
@@ -54,12 +61,17 @@
 //     is mounted (the mounts exist only in the child's mount namespace) and
 //     nothing Run made is on disk, except the moved outputs and a build
 //     directory kept on request.
+//   - Nothing outlives us: the spawner and every build die with our
+//     process (parent-death signals), also when it is killed.
 //
 // # Concurrency
 //
 // A Runner is safe for concurrent use; each Run holds its own uid slot.
 // Run blocks until the build ends; cancelling its context kills the build.
-// The writer passed to Run is called from one goroutine at a time.
+// The writer passed to Run is called from one goroutine at a time. Close
+// may be called concurrently with Run: it kills the builds still running,
+// and Run fails afterwards. A spawner that dies fails the builds it was
+// running, cleanly; the next build starts another one.
 //
 // # Caveats
 //

@@ -17,7 +17,8 @@ import (
 //	────────────                                   ───────────────────────────────
 //	socketpair: child end → fd 3 (configFD)
 //	pty: slave → fd 1 and 2, /dev/null → fd 0
-//	clone(NEWUSER|NEWNS|NEWPID|NEWIPC|NEWUTS[|NEWNET]),
+//	clone(NEWUSER|NEWNS|NEWPID|NEWIPC|NEWUTS[|NEWNET])
+//	(done by the spawner, see below),
 //	uid/gid maps written, execve(/proc/self/exe) ──► Go runtime starts,
 //	                                                 RunChildIfRequested
 //	prepare chroot and build dir
@@ -52,10 +53,62 @@ import (
 //
 // The parent keeps its end open until the EOF. The child relies on that to
 // notice a parent that died before the child set its parent-death signal:
-// a peek at fd 3 then sees EOF rather than "no data".
+// a peek at fd 3 then sees EOF rather than "no data". (When the spawner
+// clones the child, "parent" is the Runner here, and the spawner for the
+// parent-death signal; see below.)
 //
 // In Disabled mode the protocol is the same, but the child is started
 // without namespaces and skips the steps that need them.
+//
+// # The spawner
+//
+// Cloning with CLONE_NEWUSER cannot use vfork (the parent writes the uid
+// and gid maps while the child waits), so the kernel copies the page
+// tables of the process that clones: the bigger the caller's heap, the
+// slower every build would start. So a sandboxed child is cloned by the
+// spawner instead: our binary once more, with spawnerArg, started once
+// per Runner (lazily, with vfork, since it needs no namespace) and kept,
+// with a heap of a few MiB. Nothing else changes: the child, its fds and
+// the protocol above are the same, and the Runner still talks to the
+// child directly; only the clone and the wait4 move. Runner and spawner
+// talk over a SOCK_SEQPACKET socket, one JSON message per packet, fds in
+// SCM_RIGHTS:
+//
+//	Runner                                        spawner (/proc/self/exe spawnerArg)
+//	──────                                        ───────────────────────────────────
+//	socketpair(SEQPACKET): spawner end → fd 3 (spawnerFD)
+//	vfork+execve from a thread that then only
+//	waits for it; new session, Pdeathsig
+//	SIGKILL, no supplementary groups (as root) ──► Go runtime starts, reads fd 3
+//
+//	per build, any number at once, told apart by id:
+//	spawnRequest{id, uid, gid, hostNetwork}
+//	  + SCM_RIGHTS [pty slave, config socket] ───► clone(NEWUSER|…), maps written,
+//	                                                execve(/proc/self/exe childArg) with
+//	                                                its fds as above; closes its copies
+//	                  ◄──────────────────────────  spawnReply{started, id, pid}
+//	                                                  + SCM_RIGHTS [pidfd]
+//	                  ◄──────────────────────────  or spawnReply{failed, id, failure}
+//	the protocol with the child, as above;
+//	a kill is pidfd_send_signal(pidfd, SIGKILL)
+//	                  ◄──────────────────────────  spawnReply{exited, id, wait status},
+//	                                                once wait4 reaped the child
+//
+//	our end closed (Close, or we died) ──────────► EOF: SIGKILL every child by its
+//	                                                pidfd, reap them all, exit 0
+//	EOF on our end    ◄──────────────────────────  (the spawner died)
+//	every build it had fails: a child not started yet sees EOF on its config
+//	socket once Run closed it; a started one is killed by its pidfd, whose
+//	polling readable then says that it is gone. A request that could not be
+//	sent (EPIPE: the spawner died since the last build) goes to a new one.
+//
+// Kills go by pidfd, never by pid, so they cannot hit a reused pid. The
+// children's parent-death signal belongs to the spawner's thread that
+// cloned them; that thread stays locked to the goroutine that waits for
+// its child. The spawner's own belongs to our thread that started it,
+// which waits for it, so that a killed storefs leaves no spawner nor
+// build behind. Without pidfds (Linux before 5.3) the Runner clones the
+// child itself, as it does in Disabled mode.
 const (
 	// childArg is argv[1] of the sandbox child. It is deliberately not a
 	// valid flag or command of any of our binaries.
@@ -64,6 +117,12 @@ const (
 	// configFD is the child's end of the parent's socket: the JSON
 	// childConfig comes in on it, the status frames go out on it.
 	configFD = 3
+
+	// spawnerArg is argv[1] of the spawner.
+	spawnerArg = "__storefs-sandbox-spawner__"
+
+	// spawnerFD is the spawner's end of its socket to the Runner.
+	spawnerFD = 3
 
 	// builtinArg is argv[1] of the builtin stage, the sandbox child
 	// re-executed to run a builtin builder; argv[2] is the number of the
@@ -190,14 +249,24 @@ type setupFailure struct {
 // readyFrame is the frame the child writes just before execve.
 const readyFrame = "\x01\n"
 
-// encodeFailure returns the error frame for err at step.
-func encodeFailure(step string, err error) []byte {
-	f := setupFailure{Step: step, Msg: err.Error()}
+// newSetupFailure describes err at step, keeping its errno.
+func newSetupFailure(step string, err error) *setupFailure {
+	f := &setupFailure{Step: step, Msg: err.Error()}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		f.Errno = int(errno)
 	}
-	b, _ := json.Marshal(&f) // cannot fail: plain strings and an int
+	return f
+}
+
+// err returns the error f describes, which unwraps to its errno.
+func (f *setupFailure) err() error {
+	return &childError{msg: f.Msg, errno: syscall.Errno(f.Errno)}
+}
+
+// encodeFailure returns the error frame for err at step.
+func encodeFailure(step string, err error) []byte {
+	b, _ := json.Marshal(newSetupFailure(step, err)) // cannot fail: plain strings and an int
 	out := make([]byte, 0, len(b)+2)
 	out = append(out, frameStart)
 	out = append(out, b...)
@@ -226,4 +295,38 @@ func parseStatus(data []byte) (ready bool, failure *setupFailure, err error) {
 		return ready, &f, nil
 	}
 	return ready, nil, nil
+}
+
+// spawnRequest asks the spawner for one sandbox child. Its SCM_RIGHTS
+// carry the pty slave (the child's stdout and stderr) and the child's end
+// of the config socket, in that order.
+type spawnRequest struct {
+	// ID names the child in the replies.
+	ID uint64 `json:"id"`
+	// UID and GID are the host ids mapped to the build user and group.
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+	// HostNetwork leaves out the network namespace (fixed-output builds).
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+}
+
+// Kinds of spawnReply.
+const (
+	// spawnStarted: the child was cloned and executed; Pid is its pid
+	// and the SCM_RIGHTS carry its pidfd.
+	spawnStarted = "started"
+	// spawnFailed: clone or execve failed (Failure says why); nothing
+	// runs.
+	spawnFailed = "failed"
+	// spawnExited: the child was reaped; Status is its wait status.
+	spawnExited = "exited"
+)
+
+// spawnReply is what the spawner says about a child.
+type spawnReply struct {
+	Kind    string        `json:"kind"`
+	ID      uint64        `json:"id"`
+	Pid     int           `json:"pid,omitempty"`
+	Status  uint32        `json:"status,omitempty"`  // a syscall.WaitStatus
+	Failure *setupFailure `json:"failure,omitempty"` // spawnFailed, or wait4's error
 }

@@ -201,13 +201,18 @@ type Result struct {
 }
 
 // Runner runs builders. It is safe for concurrent use: each Run takes its
-// own uid pool slot.
+// own uid pool slot. Close stops the helper process it may have started.
 type Runner struct {
 	opts   Options
 	logger *slog.Logger
 	pool   *uidPool // nil when not root: builders run as the calling user
 	uid    int      // our own uid and gid
 	gid    int
+
+	// spawner clones the sandboxed children when useSpawner (see
+	// protocol.go); it also records whether Close was called.
+	spawner    *spawnerRef
+	useSpawner bool
 
 	// stageBinds are what the builtin stage needs in a chroot, or
 	// stageErr why they are unknown (see builtinStageBinds).

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -33,13 +34,48 @@ func (r *Runner) init() error {
 		}
 		r.pool = pool
 	}
+	r.spawner = &spawnerRef{logger: r.logger}
 	if !r.opts.Disabled {
 		if err := checkNamespaces(); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
 		// Only builtin builds need these, and fail without them.
 		r.stageBinds, r.stageErr = builtinStageBinds()
+		// The spawner needs pidfds; without them we clone the children
+		// ourselves, as before Linux 5.3 there was no other way.
+		r.useSpawner = pidfdsWork()
+		if r.uid == 0 {
+			r.spawner.cred = &syscall.Credential{Uid: 0, Gid: uint32(r.gid), Groups: []uint32{}}
+		}
+		// A Runner dropped without Close stops its spawner when
+		// collected, as an *os.File closes its descriptor.
+		runtime.AddCleanup(r, (*spawnerRef).close, r.spawner)
 	}
+	return nil
+}
+
+// pidfdsWork reports whether the kernel has pidfd_open (Linux 5.3), and
+// with it CLONE_PIDFD, pidfd_send_signal and pidfds that poll readable
+// when their process exits, which the spawner needs.
+func pidfdsWork() bool {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// Close stops the Runner's spawner process, if it started one (see
+// protocol.go): builds still running are killed, and their Run returns an
+// error. Run fails after Close. Close does not wait for running Runs to
+// return; call it once they did, when the Runner is no longer needed.
+// It may be called more than once, and concurrently with Run.
+//
+// A Runner that is dropped without Close stops its spawner when it is
+// garbage-collected, and the spawner dies with our process in any case.
+func (r *Runner) Close() error {
+	r.spawner.close()
 	return nil
 }
 
@@ -75,13 +111,15 @@ func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (res *Resul
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx)
 	}
+	if r.spawner.isClosed() {
+		return nil, errRunnerClosed
+	}
 	b := &build{
 		r:         r,
 		spec:      spec,
 		sandboxed: !r.opts.Disabled,
 		uid:       r.uid,
 		gid:       r.gid,
-		exitc:     make(chan exitStatus, 1),
 	}
 	if r.pool != nil {
 		slot, err := r.pool.acquire()
@@ -116,22 +154,54 @@ type build struct {
 	status    *os.File // our end of the config/status socket
 	childSock *os.File // the child's end, until the child has it
 
-	startc   chan error // the start's outcome, until awaitStart took it
-	startErr error      // what awaitStart returned
-	proc     *os.Process
-	exited   atomic.Bool // proc has been reaped
-	exitc    chan exitStatus
-	waited   bool // exitc has been received from
-	started  bool // the builder was executed
+	startc   <-chan error // the start's outcome, until awaitStart took it
+	starting child        // the child being started, until awaitStart
+	startErr error        // what awaitStart returned
+	proc     child        // the child, once started
+	waited   bool         // proc.wait was called
+	started  bool         // the builder was executed
 
 	pumpDone chan struct{} // closed when the log pump returns
 	logErr   error         // the log writer's error; read after pumpDone
 }
 
-// exitStatus is what the goroutine that owns the child reports.
+// child is the sandbox child, started by us (localChild) or by the
+// spawner (spawnedChild).
+type child interface {
+	pid() int
+	// kill sends SIGKILL to the child (to its process group too,
+	// unsandboxed), never to a process that reused its pid.
+	kill()
+	// wait waits until the child exited; called once.
+	wait() exitStatus
+}
+
+var (
+	_ child = (*localChild)(nil)
+	_ child = (*spawnedChild)(nil)
+)
+
+// exitStatus is how the child ended: its wait status, or why that is
+// unknown.
 type exitStatus struct {
-	state *os.ProcessState
-	err   error
+	ws  syscall.WaitStatus
+	err error
+}
+
+// String describes ws as os.ProcessState does.
+func (st exitStatus) String() string {
+	switch {
+	case st.err != nil:
+		return st.err.Error()
+	case st.ws.Signaled():
+		s := "signal: " + st.ws.Signal().String()
+		if st.ws.CoreDump() {
+			s += " (core dumped)"
+		}
+		return s
+	default:
+		return "exit status " + strconv.Itoa(st.ws.ExitStatus())
+	}
 }
 
 func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error) {
@@ -232,7 +302,7 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 		return nil, err
 	}
 	b.started = true
-	b.logger.Debug("builder started", "pid", b.proc.Pid)
+	b.logger.Debug("builder started", "pid", b.proc.pid())
 
 	st := b.wait()
 	if !b.sandboxed && b.r.uid == 0 {
@@ -242,11 +312,14 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 	}
 	b.finishPump(ctx)
 	if st.err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		return nil, fmt.Errorf("waiting for builder: %w", st.err)
 	}
 
 	res = &Result{UID: b.uid, GID: b.gid}
-	ws := st.state.Sys().(syscall.WaitStatus)
+	ws := st.ws
 	if ws.Signaled() {
 		res.ExitCode, res.Signal = -1, ws.Signal()
 	} else {
@@ -271,14 +344,9 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 // startChild begins to start the sandbox child, with b.slave as its
 // stdout and stderr; awaitStart waits for the start to be done.
 //
-// The child is started, and waited for, by a goroutine locked to its OS
-// thread, which exits (and so ends the thread) only after the child died,
-// for two reasons. The child's parent-death signal belongs to the thread
-// that forked it, so that thread must live as long as the child. And when
-// we are root, the thread drops its supplementary groups before forking,
-// because the child cannot drop them in a user namespace whose setgroups
-// is "deny" (Nix drops them in a helper process for the same reason); the
-// thread must not run other goroutines afterwards.
+// A sandboxed child is cloned by the Runner's spawner (see protocol.go),
+// or by us where the kernel has no pidfds; an unsandboxed one by us,
+// which costs little: without a new user namespace, the clone is a vfork.
 func (b *build) startChild() (err error) {
 	defer func() {
 		if err != nil { // nothing was started: awaitStart will not close these
@@ -302,25 +370,64 @@ func (b *build) startChild() (err error) {
 	b.status = os.NewFile(uintptr(fds[0]), "sandbox-status")
 	b.childSock = os.NewFile(uintptr(fds[1]), "sandbox-config")
 
+	if b.sandboxed && b.r.useSpawner {
+		return b.startSpawned()
+	}
+	return b.startLocal()
+}
+
+// startSpawned asks the Runner's spawner to start the child. A spawner
+// found dead when asked, which it may have been since the last build, is
+// replaced once: the request did not reach it, so nothing was started.
+// After that, its death fails the build.
+func (b *build) startSpawned() error {
+	req := spawnRequest{UID: b.uid, GID: b.gid, HostNetwork: b.spec.FixedOutput}
+	var err error
+	for range 2 {
+		var sp *spawnerConn
+		if sp, err = b.r.spawner.get(); err != nil {
+			break
+		}
+		var c *spawnedChild
+		if c, err = sp.spawn(req, b.slave, b.childSock); err == nil {
+			b.starting, b.startc = c, c.startc
+			return nil
+		}
+	}
+	return &SetupError{Step: "start", Err: err}
+}
+
+// startLocal starts the child ourselves.
+//
+// The child is started, and waited for, by a goroutine locked to its OS
+// thread, which exits (and so ends the thread) only after the child died,
+// for two reasons. The child's parent-death signal belongs to the thread
+// that forked it, so that thread must live as long as the child. And when
+// we are root, the thread drops its supplementary groups before forking
+// a sandboxed child, because the child cannot drop them in a user
+// namespace whose setgroups is "deny" (Nix drops them in a helper process
+// for the same reason, and so does our spawner); the thread must not run
+// other goroutines afterwards.
+func (b *build) startLocal() error {
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
 		return &SetupError{Step: "start", Err: err}
 	}
-	attr := &os.ProcAttr{
-		// The child reads nothing but its config socket, so its
-		// environment is only for its Go runtime: one P is all it
-		// needs, and starts faster.
-		Env:   []string{"GOMAXPROCS=1"},
-		Files: []*os.File{devNull, b.slave, b.slave, b.childSock},
-		Sys:   b.sysProcAttr(),
+	// A session of its own: no controlling terminal, no terminal signals.
+	sys := &syscall.SysProcAttr{Setsid: true}
+	if b.sandboxed {
+		sys = childProcAttr(b.uid, b.gid, b.spec.FixedOutput)
 	}
-	if len(attr.Files) != configFD+1 {
-		panic("sandbox: the config socket must be the child's fd configFD")
+	attr := &os.ProcAttr{
+		Env:   childEnv(),
+		Files: []*os.File{devNull, b.slave, b.slave, b.childSock},
+		Sys:   sys,
 	}
 	dropGroups := b.sandboxed && b.r.uid == 0
 
+	c := &localChild{group: !b.sandboxed, exitc: make(chan exitStatus, 1)}
 	startc := make(chan error, 1)
-	b.startc = startc
+	b.starting, b.startc = c, startc
 	go func() {
 		runtime.LockOSThread()
 		// No UnlockOSThread: this goroutine's exit must end the thread.
@@ -333,20 +440,32 @@ func (b *build) startChild() (err error) {
 				return
 			}
 		}
-		p, err := os.StartProcess("/proc/self/exe", []string{"storefs-sandbox", childArg}, attr)
+		p, err := os.StartProcess("/proc/self/exe", childArgv(), attr)
 		devNull.Close()
 		if err != nil {
 			startc <- err
 			return
 		}
-		b.proc = p
+		c.p = p
 		startc <- nil
 		st, err := p.Wait()
-		b.exited.Store(true)
-		b.exitc <- exitStatus{st, err}
+		c.exited.Store(true)
+		if err != nil {
+			c.exitc <- exitStatus{err: err}
+			return
+		}
+		c.exitc <- exitStatus{ws: st.Sys().(syscall.WaitStatus)}
 	}()
 	return nil
 }
+
+// childArgv is the sandbox child's argv: our binary, told to be the child.
+func childArgv() []string { return []string{"storefs-sandbox", childArg} }
+
+// childEnv is the sandbox child's environment. It reads nothing but its
+// config socket, so its environment is only for its Go runtime: one P is
+// all it needs, and starts faster.
+func childEnv() []string { return []string{"GOMAXPROCS=1"} }
 
 // awaitStart waits, once, until the child was cloned and executed our
 // binary, or failed to be. Then our copies of the descriptors it
@@ -366,31 +485,33 @@ func (b *build) awaitStart() error {
 			err = fmt.Errorf("%w: %w", ErrNoNamespaces, err)
 		}
 		b.startErr = &SetupError{Step: "start", Err: err}
+	} else {
+		b.proc = b.starting
 	}
+	b.starting = nil
 	return b.startErr
 }
 
-// sysProcAttr returns how the child is cloned. In a sandbox it gets new
-// user, mount, pid, ipc and uts namespaces, and a network namespace unless
-// the derivation is fixed-output; in the user namespace only the build
-// user and group exist, mapped to the slot's ids (or to ours when we are
-// not root). The child is not mapped itself, so it would lose its
-// capabilities in that namespace when it execs our binary; they survive as
-// ambient capabilities (dropped again before the builder's exec).
-func (b *build) sysProcAttr() *syscall.SysProcAttr {
-	// A session of its own: no controlling terminal, no terminal signals.
-	if !b.sandboxed {
-		return &syscall.SysProcAttr{Setsid: true}
-	}
+// childProcAttr returns how a sandboxed child is cloned: with new user,
+// mount, pid, ipc and uts namespaces, and a network namespace unless
+// hostNetwork (fixed-output derivations); in the user namespace only the
+// build user and group exist, mapped to the host ids uid and gid (the
+// slot's, or ours when we are not root). The child is not mapped itself,
+// so it would lose its capabilities in that namespace when it execs our
+// binary; they survive as ambient capabilities (dropped again before the
+// builder's exec).
+func childProcAttr(uid, gid int, hostNetwork bool) *syscall.SysProcAttr {
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS)
-	if !b.spec.FixedOutput {
+	if !hostNetwork {
 		flags |= syscall.CLONE_NEWNET
 	}
 	return &syscall.SysProcAttr{
+		// A session of its own: no controlling terminal, no terminal
+		// signals.
 		Setsid:      true,
 		Cloneflags:  flags,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxUID, HostID: b.uid, Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxGID, HostID: b.gid, Size: 1}},
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxUID, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: sandboxGID, HostID: gid, Size: 1}},
 		AmbientCaps: []uintptr{
 			unix.CAP_SYS_ADMIN, // mount, pivot_root, sethostname
 			unix.CAP_NET_ADMIN, // bring up lo
@@ -419,18 +540,15 @@ func (b *build) handshake(cfg *childConfig) error {
 	ready, failure, perr := parseStatus(status)
 	if failure != nil {
 		b.wait() // the child exits after reporting
-		return &SetupError{Step: failure.Step, Err: &childError{msg: failure.Msg, errno: syscall.Errno(failure.Errno)}}
+		return &SetupError{Step: failure.Step, Err: failure.err()}
 	}
 	if ready && rerr == nil && perr == nil {
 		return nil
 	}
 	// The child died without a word: a crash (its stderr is the build
-	// log) or a kill.
+	// log), a kill, or the death of the spawner.
 	st := b.wait()
-	why := "sandbox child died before the builder started"
-	if st.state != nil {
-		why += " (" + st.state.String() + ")"
-	}
+	why := "sandbox child died before the builder started (" + st.String() + ")"
 	for _, err := range []error{perr, rerr, werr} {
 		if err != nil {
 			why += "; " + err.Error()
@@ -478,14 +596,10 @@ func (b *build) finishPump(ctx context.Context) {
 // (the builder) is enough: the kernel kills everything else in the
 // namespace before the builder's death is reported.
 func (b *build) kill() {
-	p := b.proc
-	if p == nil {
+	if b.proc == nil {
 		return
 	}
-	if !b.sandboxed && !b.exited.Load() {
-		syscall.Kill(-p.Pid, syscall.SIGKILL) // its session's process group
-	}
-	p.Kill() // by pidfd: never hits a reused pid
+	b.proc.kill()
 	if !b.sandboxed && b.r.uid == 0 {
 		killUID(b.uid)
 	}
@@ -497,8 +611,27 @@ func (b *build) wait() exitStatus {
 		return exitStatus{err: errors.New("already waited")}
 	}
 	b.waited = true
-	return <-b.exitc
+	return b.proc.wait()
 }
+
+// localChild is a child we started ourselves (startLocal).
+type localChild struct {
+	p      *os.Process // set before the start is reported
+	group  bool        // kill its process group too (unsandboxed)
+	exited atomic.Bool // p has been reaped
+	exitc  chan exitStatus
+}
+
+func (c *localChild) pid() int { return c.p.Pid }
+
+func (c *localChild) kill() {
+	if c.group && !c.exited.Load() {
+		syscall.Kill(-c.p.Pid, syscall.SIGKILL) // its session's process group
+	}
+	c.p.Kill() // by pidfd: never hits a reused pid
+}
+
+func (c *localChild) wait() exitStatus { return <-c.exitc }
 
 // moveOutputs renames each output the builder created to
 // OutputDir/<base name>.

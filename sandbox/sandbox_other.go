@@ -12,6 +12,9 @@ import (
 // Linux.
 func RunChildIfRequested() {}
 
+// spawnerRef is the spawner of Linux, which other systems do not have.
+type spawnerRef struct{}
+
 func (r *Runner) init() error {
 	return errors.New("sandbox: builds are supported on Linux only")
 }
@@ -20,3 +23,6 @@ func (r *Runner) init() error {
 func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (*Result, error) {
 	return nil, errors.New("sandbox: builds are supported on Linux only")
 }
+
+// Close does nothing: there is no spawner outside Linux.
+func (r *Runner) Close() error { return nil }
