@@ -91,7 +91,8 @@ func (b *battery) snapshot(t *testing.T) hostState {
 	if unix.Statfs("/dev/shm", &sfs) == nil {
 		s.shmUsed = int64(sfs.Blocks-sfs.Bfree) * sfs.Bsize
 	}
-	s.wall, s.mono = time.Now(), time.Since(escapeEpoch)
+	// Round(0) strips the monotonic reading, which Sub would use.
+	s.wall, s.mono = time.Now().Round(0), time.Since(escapeEpoch)
 	return s
 }
 
@@ -170,7 +171,11 @@ func alive(pid int) bool {
 // have left them on the host.
 func (b *battery) markerFiles() []string {
 	var found []string
-	for _, dir := range []string{"/", "/tmp", os.TempDir(), "/var/tmp", "/dev/shm", "/root", "/etc", "/nix", "/nix/store"} {
+	dirs := []string{"/", "/tmp", "/var/tmp", "/dev/shm", "/root", "/etc", "/nix", "/nix/store"}
+	if !contains(dirs, os.TempDir()) {
+		dirs = append(dirs, os.TempDir())
+	}
+	for _, dir := range dirs {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			if strings.Contains(e.Name(), b.marker) {
