@@ -13,37 +13,43 @@ import (
 // derivations whose wanted outputs are valid or can be substituted.
 func (w *Worker) Missing(ctx context.Context, targets []Target) (build, fetch []store.Path, err error) {
 	var order []store.Path
+	seen := map[store.Path]bool{}
 	fetchSet := store.NewPathSet()
 	// substitutable reports whether every path is valid or in a cache
-	// with its references, noting the ones to fetch.
+	// with its references, noting the ones to fetch. The narinfos of each
+	// level of references are asked for at once, as a cache may be far.
 	substitutable := func(ps []store.Path) bool {
 		if len(w.opts.Substituters) == 0 {
 			return false
 		}
 		missing := store.NewPathSet()
-		queue := append([]store.Path(nil), ps...)
-		for len(queue) > 0 {
-			p := queue[0]
-			queue = queue[1:]
-			if missing.Has(p) || fetchSet.Has(p) {
-				continue
+		level := ps
+		for len(level) > 0 {
+			var ask []store.Path
+			for _, p := range level {
+				if missing.Has(p) || fetchSet.Has(p) {
+					continue
+				}
+				if ok, _ := w.st.IsValid(p); !ok {
+					ask = append(ask, p)
+					missing.Add(p)
+				}
 			}
-			if ok, _ := w.st.IsValid(p); ok {
-				continue
+			infos := w.substituteInfos(ctx, ask)
+			level = nil
+			for _, p := range ask {
+				ni := infos[p]
+				if ni == nil {
+					return false
+				}
+				level = append(level, ni.References...)
 			}
-			ni, _ := w.substituteInfo(ctx, p)
-			if ni == nil {
-				return false
-			}
-			missing.Add(p)
-			queue = append(queue, ni.References...)
 		}
 		for p := range missing {
 			fetchSet.Add(p)
 		}
 		return true
 	}
-	seen := map[store.Path]bool{}
 	var visit func(drv store.Path, wanted []string) error
 	visit = func(drv store.Path, wanted []string) error {
 		if seen[drv] {

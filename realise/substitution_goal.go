@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/storefs/storefs/store"
 	"github.com/storefs/storefs/store/cache"
@@ -198,4 +199,31 @@ func (w *Worker) waitOn(g *goal, subs []*goal) store.Path {
 	}
 	g.waitsOn = subs
 	return ""
+}
+
+// narinfoQueries bounds the narinfo lookups in flight at once.
+const narinfoQueries = 16
+
+// substituteInfos asks for the narinfos of ps concurrently; paths no
+// substituter has are missing from the result.
+func (w *Worker) substituteInfos(ctx context.Context, ps []store.Path) map[store.Path]*cache.NARInfo {
+	out := make(map[store.Path]*cache.NARInfo, len(ps))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, narinfoQueries)
+	for _, p := range ps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if ni, _ := w.substituteInfo(ctx, p); ni != nil {
+				mu.Lock()
+				out[p] = ni
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }

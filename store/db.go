@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,6 +39,8 @@ const schemaVersion = "1"
 type DB struct {
 	bolt *bolt.DB
 	dir  Dir
+	// narinfo batches the remembered answers of binary caches.
+	narinfo narInfoWriter
 }
 
 // DerivationOutputRef names one output of a derivation.
@@ -83,7 +86,10 @@ func openDB(file string, dir Dir) (*DB, error) {
 }
 
 // Close closes the database file.
-func (db *DB) Close() error { return db.bolt.Close() }
+func (db *DB) Close() error {
+	db.waitNARInfo()
+	return db.bolt.Close()
+}
 
 func edgeKey(a, b string) []byte {
 	k := make([]byte, 0, len(a)+1+len(b))
@@ -392,34 +398,113 @@ type narInfoRecord struct {
 	Data  []byte `json:"d,omitempty"`
 }
 
+// narInfoFlushDelay is how long remembered narinfo answers may wait in
+// memory before they are committed together. They are not precious (a
+// crash forgets a few, which are asked again), while a commit of its own
+// would cost each lookup two fsyncs.
+const narInfoFlushDelay = 200 * time.Millisecond
+
+// narInfoWriter batches CacheNARInfo's writes; a goroutine started by the
+// first write commits them and ends when nothing is pending.
+type narInfoWriter struct {
+	mu       sync.Mutex
+	pending  map[string][]byte
+	flushing bool
+	done     chan struct{} // closed when the flusher ends; nil before
+	err      error         // the last commit's error, reported once
+}
+
 // CachedNARInfo returns what a binary cache answered for a hash part,
 // when it was asked, and whether it had the path; ok is false when
 // nothing is remembered.
 func (db *DB) CachedNARInfo(cacheURL, hashPart string) (data []byte, found bool, at time.Time, ok bool, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketNARInfo).Get(edgeKey(cacheURL, hashPart))
-		if v == nil {
+	key := edgeKey(cacheURL, hashPart)
+	db.narinfo.mu.Lock()
+	v := db.narinfo.pending[string(key)]
+	db.narinfo.mu.Unlock()
+	if v == nil {
+		err = db.bolt.View(func(tx *bolt.Tx) error {
+			if b := tx.Bucket(bucketNARInfo).Get(key); b != nil {
+				v = append([]byte(nil), b...)
+			}
 			return nil
+		})
+		if err != nil || v == nil {
+			return nil, false, time.Time{}, false, err
 		}
-		var r narInfoRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decoding cached narinfo: %w", err)
-		}
-		data, found, at, ok = r.Data, r.Found, time.Unix(r.At, 0), true
-		return nil
-	})
-	return data, found, at, ok, err
+	}
+	var r narInfoRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, false, time.Time{}, false, fmt.Errorf("decoding cached narinfo: %w", err)
+	}
+	return r.Data, r.Found, time.Unix(r.At, 0), true, nil
 }
 
 // CacheNARInfo remembers a binary cache's answer (data is the narinfo
-// text, nil when the cache did not have the path). Remembered answers are
-// not precious, so commits are batched with others.
+// text, nil when the cache did not have the path). The answer is visible
+// at once and committed shortly after, with others.
 func (db *DB) CacheNARInfo(cacheURL, hashPart string, data []byte, found bool, at time.Time) error {
 	v, err := json.Marshal(narInfoRecord{At: at.Unix(), Found: found, Data: data})
 	if err != nil {
 		return err
 	}
-	return db.bolt.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketNARInfo).Put(edgeKey(cacheURL, hashPart), v)
-	})
+	w := &db.narinfo
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.err; err != nil {
+		w.err = nil
+		return fmt.Errorf("remembering narinfo answers: %w", err)
+	}
+	if w.pending == nil {
+		w.pending = map[string][]byte{}
+	}
+	w.pending[string(edgeKey(cacheURL, hashPart))] = v
+	if !w.flushing {
+		w.flushing = true
+		w.done = make(chan struct{})
+		go db.flushNARInfo()
+	}
+	return nil
+}
+
+// flushNARInfo commits pending narinfo answers until none are left.
+func (db *DB) flushNARInfo() {
+	w := &db.narinfo
+	for {
+		time.Sleep(narInfoFlushDelay)
+		w.mu.Lock()
+		batch := w.pending
+		w.pending = nil
+		if len(batch) == 0 {
+			w.flushing = false
+			close(w.done)
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketNARInfo)
+			for k, v := range batch {
+				if err := b.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			w.mu.Lock()
+			w.err = err
+			w.mu.Unlock()
+		}
+	}
+}
+
+// waitNARInfo waits until pending narinfo answers are committed.
+func (db *DB) waitNARInfo() {
+	db.narinfo.mu.Lock()
+	done := db.narinfo.done
+	db.narinfo.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
