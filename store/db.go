@@ -41,6 +41,8 @@ type DB struct {
 	dir  Dir
 	// narinfo batches the remembered answers of binary caches.
 	narinfo narInfoWriter
+	// commits groups concurrent registrations into shared commits.
+	commits commitQueue
 }
 
 // DerivationOutputRef names one output of a derivation.
@@ -244,68 +246,143 @@ func (db *DB) register(infos []*PathInfo, outputs map[Path]map[string]Path) erro
 	if len(infos) == 0 {
 		return nil
 	}
-	batch := make(map[string]bool, len(infos))
+	req := &registration{infos: infos, outputs: outputs, done: make(chan error, 1)}
 	for _, info := range infos {
-		batch[info.Path.Base()] = true
-	}
-	encoded := make([][]byte, len(infos))
-	for i, info := range infos {
 		v, err := encodePathInfo(info)
 		if err != nil {
 			return fmt.Errorf("encoding %s: %w", info.Path, err)
 		}
-		encoded[i] = v
+		req.encoded = append(req.encoded, v)
 	}
-	// One fsync'ed commit per registration (about 0.3 ms here). bbolt's
-	// Batch would let concurrent goals share commits, but it waits 10 ms
-	// for company on every call, which a sequential build of a DAG pays
-	// per node.
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		paths := tx.Bucket(bucketPaths)
-		refs := tx.Bucket(bucketReferrers)
-		for _, info := range infos {
-			for _, r := range info.References {
-				if !batch[r.Base()] && paths.Get([]byte(r.Base())) == nil {
-					return fmt.Errorf("registering %s: reference %s is not valid: %w", info.Path, r, ErrNotValid)
-				}
-			}
+	return db.commits.submit(db, req)
+}
+
+// registration is one call of register waiting for its commit.
+type registration struct {
+	infos   []*PathInfo
+	encoded [][]byte
+	outputs map[Path]map[string]Path
+	done    chan error
+}
+
+// commitQueue is a group commit: registrations that arrive while a commit
+// is running are committed together in the next one. A registration alone
+// is committed at once (bbolt's Batch would wait 10 ms for company, which a
+// sequential build of a DAG pays per node), and many concurrent ones
+// (substitutions, parallel builds) share one fsync'ed commit.
+type commitQueue struct {
+	mu      sync.Mutex
+	pending []*registration
+	running bool
+}
+
+func (q *commitQueue) submit(db *DB, req *registration) error {
+	q.mu.Lock()
+	q.pending = append(q.pending, req)
+	if q.running {
+		q.mu.Unlock()
+		return <-req.done
+	}
+	q.running = true
+	q.mu.Unlock()
+	// This caller commits until nothing is pending; its own registration
+	// is in the first batch.
+	for {
+		q.mu.Lock()
+		batch := q.pending
+		q.pending = nil
+		if len(batch) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return <-req.done
 		}
-		for i, info := range infos {
-			base := info.Path.Base()
-			if old := paths.Get([]byte(base)); old != nil {
-				oldInfo, err := decodePathInfo(db.dir, base, old)
-				if err != nil {
-					return err
-				}
-				for _, r := range oldInfo.References {
-					if err := refs.Delete(edgeKey(r.Base(), base)); err != nil {
-						return err
-					}
-				}
+		q.mu.Unlock()
+		db.commitBatch(batch)
+	}
+}
+
+// commitBatch applies registrations in one transaction. Each is checked
+// before it writes anything, so one that breaks the closure invariant is
+// refused alone while the others commit.
+func (db *DB) commitBatch(batch []*registration) {
+	results := make([]error, len(batch))
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for i, req := range batch {
+			if results[i] = checkRegistration(tx, req); results[i] != nil {
+				continue
 			}
-			if err := paths.Put([]byte(base), encoded[i]); err != nil {
+			// A failure while writing rolls the whole batch back.
+			if err := applyRegistration(tx, db.dir, req); err != nil {
 				return err
-			}
-			for _, r := range info.References {
-				if err := refs.Put(edgeKey(r.Base(), base), nil); err != nil {
-					return err
-				}
-			}
-		}
-		derivers := tx.Bucket(bucketDerivers)
-		drvOutputs := tx.Bucket(bucketDrvOutputs)
-		for drv, outs := range outputs {
-			for name, out := range outs {
-				if err := derivers.Put(edgeKey(out.Base(), drv.Base()), []byte(name)); err != nil {
-					return err
-				}
-				if err := drvOutputs.Put(edgeKey(drv.Base(), name), []byte(out.Base())); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
 	})
+	for i, req := range batch {
+		if err != nil {
+			req.done <- err
+		} else {
+			req.done <- results[i]
+		}
+	}
+}
+
+// checkRegistration enforces the closure invariant: every reference is
+// valid already, or registered in the same call.
+func checkRegistration(tx *bolt.Tx, req *registration) error {
+	paths := tx.Bucket(bucketPaths)
+	inSet := make(map[string]bool, len(req.infos))
+	for _, info := range req.infos {
+		inSet[info.Path.Base()] = true
+	}
+	for _, info := range req.infos {
+		for _, r := range info.References {
+			if !inSet[r.Base()] && paths.Get([]byte(r.Base())) == nil {
+				return fmt.Errorf("registering %s: reference %s is not valid: %w", info.Path, r, ErrNotValid)
+			}
+		}
+	}
+	return nil
+}
+
+func applyRegistration(tx *bolt.Tx, dir Dir, req *registration) error {
+	paths := tx.Bucket(bucketPaths)
+	refs := tx.Bucket(bucketReferrers)
+	for i, info := range req.infos {
+		base := info.Path.Base()
+		if old := paths.Get([]byte(base)); old != nil {
+			oldInfo, err := decodePathInfo(dir, base, old)
+			if err != nil {
+				return err
+			}
+			for _, r := range oldInfo.References {
+				if err := refs.Delete(edgeKey(r.Base(), base)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := paths.Put([]byte(base), req.encoded[i]); err != nil {
+			return err
+		}
+		for _, r := range info.References {
+			if err := refs.Put(edgeKey(r.Base(), base), nil); err != nil {
+				return err
+			}
+		}
+	}
+	derivers := tx.Bucket(bucketDerivers)
+	drvOutputs := tx.Bucket(bucketDrvOutputs)
+	for drv, outs := range req.outputs {
+		for name, out := range outs {
+			if err := derivers.Put(edgeKey(out.Base(), drv.Base()), []byte(name)); err != nil {
+				return err
+			}
+			if err := drvOutputs.Put(edgeKey(drv.Base(), name), []byte(out.Base())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // errReferrers is returned when deleting paths that others refer to.

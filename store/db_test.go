@@ -194,3 +194,34 @@ func TestStore_Open_RemovesLeftovers(t *testing.T) {
 		t.Errorf("temporary %s survived reopening: %v", tmp, err)
 	}
 }
+
+// TestStore_Register_Concurrent: registrations arriving together share
+// commits, and one that breaks the closure invariant is refused alone.
+func TestStore_Register_Concurrent(t *testing.T) {
+	st := storetest.NewStore(t, nil)
+	missing := store.Path("/nix/store/00000000000000000000000000000000-missing")
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		go func(i int) {
+			var refs []store.Path
+			if i == 17 {
+				refs = []store.Path{missing}
+			}
+			_, err := st.AddText(context.Background(), fmt.Sprintf("concurrent-%d", i), []byte(fmt.Sprint(i)), refs)
+			errs <- err
+		}(i)
+	}
+	refused := 0
+	for i := 0; i < 40; i++ {
+		if err := <-errs; err != nil {
+			if !errors.Is(err, store.ErrNotValid) {
+				t.Errorf("AddText = %v", err)
+			}
+			refused++
+		}
+	}
+	all, _ := st.AllValid()
+	if refused != 1 || len(all) != 39 {
+		t.Errorf("%d refused and %d valid, want 1 and 39", refused, len(all))
+	}
+}
