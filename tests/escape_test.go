@@ -407,6 +407,7 @@ var escapeAttempts = []escapeAttempt{
 	{name: "output-links", contained: []string{"symlink $out/shadow to /etc/shadow", "symlink $out/up to ../../.."}, host: canonicalOutput},
 	{name: "output-special-files", contained: []string{"mkfifo in $out", "bind a unix socket in $out"}, rejected: "has an unsupported type"},
 	{name: "kernel-interfaces"},
+	{name: "shared-directories"},
 }
 
 // TestSandbox_EscapeBattery runs each escape attempt as a real build

@@ -98,6 +98,7 @@ var attempts = map[string]func() bool{
 	"output-links":           outputLinks,
 	"output-special-files":   outputSpecialFiles,
 	"kernel-interfaces":      kernelInterfaces,
+	"shared-directories":     sharedDirectories,
 }
 
 func step(name, outcome, detail string) {
@@ -691,5 +692,20 @@ func kernelInterfaces() bool {
 	// An invalid magic: EPERM without CAP_SYS_BOOT, EINVAL with it.
 	_, _, e := unix.RawSyscall6(unix.SYS_REBOOT, 0, 0, 0, 0, 0, 0)
 	expectErrno("reboot", errOrNil(e), "was allowed to reboot", unix.EPERM)
+	return false
+}
+
+// sharedDirectories checks the directories the builder shares with
+// whatever else runs in the sandbox (nested namespaces, its own children
+// under other ids): /tmp and the store directory keep their sticky bit,
+// as in Nix, so that no one removes or replaces what another made there.
+func sharedDirectories() bool {
+	for _, d := range []struct{ path, want string }{{"/tmp", "1777"}, {"/nix/store", "1775"}} {
+		if got := modeOf(d.path); got != d.want {
+			step("find "+d.path+" without its sticky bit", "escaped", "mode "+got)
+		} else {
+			step("find "+d.path+" without its sticky bit", "blocked", "mode "+got)
+		}
+	}
 	return false
 }
