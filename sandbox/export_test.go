@@ -10,3 +10,17 @@ func SpawnerPid(r *Runner) int {
 	}
 	return r.spawner.cur.proc.Pid
 }
+
+// SpawnerChildren returns how many children r's spawner was asked for and
+// has not reported reaped.
+func SpawnerChildren(r *Runner) int {
+	r.spawner.mu.Lock()
+	sp := r.spawner.cur
+	r.spawner.mu.Unlock()
+	if sp == nil {
+		return 0
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return len(sp.children)
+}

@@ -102,6 +102,11 @@ import (
 //	polling readable then says that it is gone. A request that could not be
 //	sent (EPIPE: the spawner died since the last build) goes to a new one.
 //
+// The Runner waits for "started" only as long as the build's context
+// lasts, so that a spawner that hangs cannot hang a cancelled build: the
+// request is then abandoned, and the child, if it comes, killed at once.
+// It dies before reading its config, so before becoming the build user.
+//
 // Kills go by pidfd, never by pid, so they cannot hit a reused pid. The
 // children's parent-death signal belongs to the spawner's thread that
 // cloned them; that thread stays locked to the goroutine that waits for

@@ -131,7 +131,7 @@ func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (res *Resul
 	}
 	b.logger = r.logger.With("name", spec.Name, "uid", b.uid)
 	defer func() {
-		if cerr := b.cleanup(); cerr != nil {
+		if cerr := b.cleanup(ctx); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}()
@@ -274,7 +274,10 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 	}
 	cfg.Env = builderEnv(spec, buildTop)
 
-	if err := b.awaitStart(); err != nil {
+	if err := b.awaitStart(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 		return nil, err
 	}
 
@@ -472,21 +475,40 @@ func childEnv() []string { return []string{"GOMAXPROCS=1"} }
 // inherited go: else the pty would never report that the build's
 // processes are gone, nor the socket that the child executed the builder.
 // Until then they must stay open: the clone copies them.
-func (b *build) awaitStart() error {
+//
+// The spawner answers only when it gets to it, so a spawned child's start
+// is not waited for past the end of ctx: it is abandoned, and returns
+// context.Cause(ctx). A child that the spawner starts after that is
+// killed at once (see spawnedChild.abandon); it had not read its
+// configuration, so it never ran as the build user nor mounted anything.
+func (b *build) awaitStart(ctx context.Context) error {
 	if b.startc == nil {
 		return b.startErr
 	}
-	err := <-b.startc
+	var err error
+	abandoned := false
+	select {
+	case err = <-b.startc:
+	case <-ctx.Done():
+		if c, ok := b.starting.(*spawnedChild); ok && c.abandon() {
+			abandoned = true
+		} else {
+			err = <-b.startc // it started or failed meanwhile
+		}
+	}
 	b.startc = nil
 	b.slave.Close()
 	b.childSock.Close()
-	if err != nil {
+	switch {
+	case abandoned:
+		b.startErr = context.Cause(ctx)
+	case err == nil:
+		b.proc = b.starting
+	default:
 		if b.sandboxed && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS)) {
 			err = fmt.Errorf("%w: %w", ErrNoNamespaces, err)
 		}
 		b.startErr = &SetupError{Step: "start", Err: err}
-	} else {
-		b.proc = b.starting
 	}
 	b.starting = nil
 	return b.startErr
@@ -680,8 +702,8 @@ func movePath(src, dst string, st fs.FileInfo) error {
 // cleanup runs when Run returns, whatever happened: it kills and reaps the
 // child if still needed, stops the pump, and removes the chroot and (unless
 // kept) the build directory.
-func (b *build) cleanup() error {
-	b.awaitStart()
+func (b *build) cleanup(ctx context.Context) error {
+	b.awaitStart(ctx)
 	if b.proc != nil && !b.waited {
 		b.kill()
 		b.wait()

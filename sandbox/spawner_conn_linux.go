@@ -184,14 +184,14 @@ func startSpawner(cred *syscall.Credential) (sp *spawnerConn, err error) {
 // An error means that the request did not reach the spawner, which is
 // dead: a new one may be asked.
 func (sp *spawnerConn) spawn(req spawnRequest, slave, sock *os.File) (*spawnedChild, error) {
-	c := &spawnedChild{startc: make(chan error, 1), exitc: make(chan exitStatus, 1), pidfd: -1}
+	c := &spawnedChild{sp: sp, startc: make(chan error, 1), exitc: make(chan exitStatus, 1), pidfd: -1}
 	sp.mu.Lock()
 	if sp.dead != nil {
 		sp.mu.Unlock()
 		return nil, sp.dead
 	}
 	sp.nextID++
-	req.ID = sp.nextID
+	req.ID, c.id = sp.nextID, sp.nextID
 	sp.children[req.ID] = c
 	sp.mu.Unlock()
 
@@ -252,12 +252,19 @@ func (sp *spawnerConn) deliver(rep *spawnReply, fds []int) bool {
 	switch {
 	case rep.Kind == spawnStarted && len(fds) == 1 && !c.started():
 		c.setStarted(rep.Pid, fds[0])
+		if c.abandoned {
+			c.kill() // its exit closes the pidfd
+		}
 		c.startc <- nil
 	case rep.Kind == spawnFailed && len(fds) == 0 && rep.Failure != nil && !c.started():
 		delete(sp.children, rep.ID)
 		c.startc <- rep.Failure.err()
 	case rep.Kind == spawnExited && len(fds) == 0 && c.started():
 		delete(sp.children, rep.ID)
+		if c.abandoned {
+			c.release()
+			break
+		}
 		st := exitStatus{ws: syscall.WaitStatus(rep.Status)}
 		if rep.Failure != nil {
 			st.err = rep.Failure.err()
@@ -305,10 +312,14 @@ func (sp *spawnerConn) fail(why error) {
 	sp.dead = why
 	for id, c := range sp.children {
 		delete(sp.children, id)
-		if c.started() {
+		switch {
+		case c.abandoned:
+			c.kill()
+			c.release()
+		case c.started():
 			c.kill()
 			c.exitc <- exitStatus{err: why}
-		} else {
+		default:
 			c.startc <- why
 		}
 	}
@@ -347,12 +358,33 @@ func (sp *spawnerConn) stop() {
 // spawnedChild is a sandbox child that the spawner cloned, as its build
 // sees it.
 type spawnedChild struct {
+	sp     *spawnerConn
+	id     uint64          // its spawnRequest's
 	startc chan error      // how the start went; one value
 	exitc  chan exitStatus // how it ended; one value, once started
+
+	// abandoned is set (under sp.mu) when the build no longer waits
+	// for the start: see abandon.
+	abandoned bool
 
 	mu    sync.Mutex
 	pidv  int
 	pidfd int // -1 until started, and after wait
+}
+
+// abandon gives up a child whose start the build no longer waits for:
+// if it is started after all, it is killed at once and reaped without
+// its build, which gets nothing more from it. It reports false if the
+// start has already been reported (started or failed): the build must
+// then take that report from startc.
+func (c *spawnedChild) abandon() bool {
+	c.sp.mu.Lock()
+	defer c.sp.mu.Unlock()
+	if c.sp.children[c.id] != c || c.started() {
+		return false
+	}
+	c.abandoned = true
+	return true
 }
 
 func (c *spawnedChild) setStarted(pid, pidfd int) {
@@ -397,11 +429,18 @@ func (c *spawnedChild) wait() exitStatus {
 	if st.err != nil {
 		pollExit(pidfd)
 	}
+	c.release()
+	return st
+}
+
+// release closes the pidfd.
+func (c *spawnedChild) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	unix.Close(c.pidfd)
-	c.pidfd = -1
-	return st
+	if c.pidfd >= 0 {
+		unix.Close(c.pidfd)
+		c.pidfd = -1
+	}
 }
 
 // pollExit waits until pidfd polls readable: its process exited.

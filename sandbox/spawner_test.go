@@ -131,6 +131,57 @@ func TestRunner_Run_SpawnerDiesBetweenBuilds(t *testing.T) {
 	}
 }
 
+// TestRunner_Run_SpawnerHangs stops the spawner: a build waiting for it
+// still ends when its context does, and once the spawner goes on, the
+// child it then starts for nobody is killed, and builds work again.
+func TestRunner_Run_SpawnerHangs(t *testing.T) {
+	r := newRunner(t, nil)
+	t.Cleanup(func() { r.Close() })
+	runBuilderWith(t, r, newSpec(t, "mkdir $out"))
+	pid := spawnerPid(t, r)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+
+	spec := newSpec(t, "mkdir $out; sleep 1000")
+	cause := errors.New("test gave up on the build")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(100*time.Millisecond, func() { cancel(cause) })
+	start := time.Now()
+	res, err := r.Run(ctx, spec, &syncBuffer{})
+	if !errors.Is(err, cause) {
+		t.Errorf("Run() = %+v, %v; want %v", res, err, cause)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Run took %v", d)
+	}
+	checkLeftovers(t, spec, res)
+
+	syscall.Kill(pid, syscall.SIGCONT)
+	stopped = false
+	spec = newSpec(t, "mkdir $out; echo ok > $out/r")
+	runBuilderWith(t, r, spec)
+	if got := readOutput(t, spec, "r"); got != "ok\n" {
+		t.Errorf("r = %q, want %q", got, "ok\n")
+	}
+	if got := spawnerPid(t, r); got != pid {
+		t.Errorf("spawner pid = %d, want still %d", got, pid)
+	}
+	// The abandoned child is reaped, and forgotten, too.
+	for deadline := time.Now().Add(30 * time.Second); sandbox.SpawnerChildren(r) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d children of the spawner not reaped", sandbox.SpawnerChildren(r))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // waitGone waits until our child pid was reaped. (A zombie is not enough:
 // the leader of a killed process becomes one while its other threads may
 // still hold its descriptors.)
