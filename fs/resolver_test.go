@@ -28,10 +28,11 @@ func newResolver(t *testing.T, failTTL time.Duration) (*fs.Resolver, *store.Stor
 	os.Chmod(st.StateDir(), 0o755)
 	storetest.AddBusybox(t, st)
 	storetest.AddFixtureDerivations(t, st)
-	runner, err := sandbox.New(&sandbox.Options{UIDLockDir: filepath.Join(st.StateDir(), "pool")})
+	runner, err := sandbox.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { runner.Close() })
 	w, err := realise.New(st, runner, &realise.Options{Sandbox: true})
 	if err != nil {
 		t.Fatal(err)

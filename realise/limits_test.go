@@ -80,6 +80,7 @@ func newQuietEnv(t testing.TB, stateDir string, opts realise.Options) *env {
 	if err != nil {
 		t.Fatalf("sandbox.New = %v", err)
 	}
+	t.Cleanup(func() { runner.Close() })
 	opts.Sandbox, opts.CancelOrphans = true, true
 	if opts.LogDir == "" {
 		opts.LogDir = filepath.Join(st.StateDir(), "log")

@@ -47,10 +47,11 @@ func newEnv(t testing.TB, opts *realise.Options) *env {
 	storetest.AddBusybox(t, st)
 	_, kvmErr := os.Stat("/dev/kvm")
 	// Nix 2.8 has the kvm feature, and binds /dev/kvm, where it exists.
-	runner, err := sandbox.New(&sandbox.Options{UIDLockDir: filepath.Join(st.StateDir(), "userpool"), KVM: kvmErr == nil})
+	runner, err := sandbox.New(&sandbox.Options{KVM: kvmErr == nil})
 	if err != nil {
 		t.Fatalf("sandbox.New = %v", err)
 	}
+	t.Cleanup(func() { runner.Close() })
 	o := realise.Options{}
 	if opts != nil {
 		o = *opts

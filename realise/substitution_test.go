@@ -46,10 +46,11 @@ func newSubstEnv(t testing.TB, opts *realise.Options, subs ...cache.Cache) *env 
 	if err := os.Chmod(st.StateDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	runner, err := sandbox.New(&sandbox.Options{UIDLockDir: filepath.Join(st.StateDir(), "userpool")})
+	runner, err := sandbox.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { runner.Close() })
 	o := realise.Options{}
 	if opts != nil {
 		o = *opts

@@ -157,6 +157,13 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 			c.symlink(target, logical)
 			continue
 		case st.Mode().IsRegular():
+			// A hard link, as Nix makes: one syscall here instead of a
+			// mount point, a bind and a read-only remount in the child. The
+			// file is root's and read-only, in a sticky directory, so the
+			// builder can neither change nor remove it.
+			if c.err == nil && os.Link(host, c.path(logical)) == nil {
+				continue
+			}
 			c.mountFile(logical)
 		default:
 			return nil, &SetupError{Step: "inputs", Err: fmt.Errorf("input %s: unsupported file type %v", logical, st.Mode().Type())}

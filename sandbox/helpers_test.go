@@ -29,7 +29,8 @@ const (
 // meet a real storefs on the machine, and a lock directory shared by all
 // test processes, so that concurrent test runs never share a uid.
 const (
-	testStartID = sandbox.DefaultStartID + 64*65536
+	// Beyond the default range, which other packages' tests use.
+	testStartID = sandbox.DefaultStartID + sandbox.DefaultIDCount
 	testIDCount = 64 * 65536
 )
 

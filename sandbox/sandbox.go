@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,12 +37,16 @@ const (
 // sandbox-build-dir).
 const sandboxBuildDir = "/build"
 
-// Options configures a Runner. A nil *Options is not allowed, because
-// UIDLockDir has no default.
+// DefaultUIDLockDir holds the uid pool's lock files. It is one per
+// machine, not per store, because the pool's uids are the machine's: two
+// stores building at once must not hand out the same uid either.
+const DefaultUIDLockDir = "/run/storefs/userpool"
+
+// Options configures a Runner. A nil *Options means all defaults.
 type Options struct {
 	// UIDLockDir holds the uid pool's lock files, one flock'ed file per
 	// slot, so that two builds never share a uid, even in different
-	// processes. Required; created if missing.
+	// processes. Created if missing. Zero means DefaultUIDLockDir.
 	UIDLockDir string
 
 	// StartID is nix.conf's start-id: the first host uid and gid of the
@@ -224,11 +227,11 @@ type Runner struct {
 // kernel cannot give builds their namespaces and opts.Disabled is not set.
 func New(opts *Options) (*Runner, error) {
 	if opts == nil {
-		return nil, errors.New("sandbox: nil Options (UIDLockDir is required)")
+		opts = &Options{}
 	}
 	o := *opts
 	if o.UIDLockDir == "" {
-		return nil, errors.New("sandbox: UIDLockDir is required")
+		o.UIDLockDir = DefaultUIDLockDir
 	}
 	if o.StartID == 0 {
 		o.StartID = DefaultStartID

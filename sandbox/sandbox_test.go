@@ -22,8 +22,6 @@ func TestNew_Invalid(t *testing.T) {
 		name string
 		opts *sandbox.Options
 	}{
-		{"NilOptions", nil},
-		{"NoUIDLockDir", &sandbox.Options{}},
 		{"IDCountBelowOneSlot", &sandbox.Options{UIDLockDir: t.TempDir(), IDCount: 1000}},
 		{"RangeOverflows", &sandbox.Options{UIDLockDir: t.TempDir(), StartID: 1 << 31, IDCount: 1 << 31}},
 	} {
@@ -33,6 +31,16 @@ func TestNew_Invalid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNew_Defaults: nil Options mean the defaults, with the machine-wide
+// uid lock directory.
+func TestNew_Defaults(t *testing.T) {
+	r, err := sandbox.New(nil)
+	if err != nil {
+		t.Fatalf("New(nil) = %v", err)
+	}
+	r.Close()
 }
 
 func TestRunner_Run_InvalidSpec(t *testing.T) {

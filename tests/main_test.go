@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 	}
 	storefsBin = filepath.Join(dir, "storefs")
 	build := exec.Command("go", "build", "-o", storefsBin, "../cmd/storefs")
+	// As `make build` builds it: static.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "building storefs: %v\n", err)
@@ -50,10 +52,23 @@ type instance struct {
 	env   []string
 }
 
+// The builds of these tests use a part of the uid range of their own
+// (beyond the default range that the realise tests use, and the part the
+// sandbox tests use), so that looking for leftover builder processes
+// finds only theirs.
+const (
+	testStartID = 872415232 + 8388608 + 64*65536
+	testIDCount = 32 * 65536
+)
+
 func newInstance(t testing.TB) *instance {
 	t.Helper()
 	state := filepath.Join(t.TempDir(), "state")
 	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("start-id = %d\nid-count = %d\n", testStartID, testIDCount)
+	if err := os.WriteFile(filepath.Join(state, "storefs.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(filepath.Dir(state), 0o755); err != nil {

@@ -228,8 +228,8 @@ func TestCLI_Realise_Interrupt(t *testing.T) {
 	}
 }
 
-// processesOfBuilds lists processes running as a uid of the sandbox's
-// default pool (872415232 + k·65536).
+// processesOfBuilds lists processes running as a uid of these tests' part
+// of the pool (testStartID + k·65536).
 func processesOfBuilds(t *testing.T) []string {
 	t.Helper()
 	entries, _ := os.ReadDir("/proc")
@@ -239,7 +239,7 @@ func processesOfBuilds(t *testing.T) []string {
 		if err := syscall.Stat(filepath.Join("/proc", e.Name()), &st); err != nil {
 			continue
 		}
-		if st.Uid >= 872415232 && (st.Uid-872415232)%65536 == 0 {
+		if st.Uid >= testStartID && st.Uid < testStartID+testIDCount && (st.Uid-testStartID)%65536 == 0 {
 			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 			out = append(out, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}

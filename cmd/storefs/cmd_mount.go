@@ -71,11 +71,11 @@ func (a *app) cmdMount(c *cli.Context) error {
 	if opts.CancelOrphans, err = a.settings.Bool("cancel-orphaned-builds"); err != nil {
 		return err
 	}
-	w, err := a.makeWorker(st, opts)
+	w, closeWorker, err := a.makeWorker(st, opts)
 	if err != nil {
 		return err
 	}
-	defer w.Close()
+	defer closeWorker()
 	hold := func(p store.Path) func() { return st.TempRoots.Add(p) }
 	res := fs.NewResolver(st.Dir, st, w, failureTTL, hold)
 	srv, err := fs.Mount(mountpoint, st.RealDir(), st, res, &fs.Options{

@@ -205,35 +205,30 @@ func (a *app) newWorker(c *cli.Context, st *store.Store) (w *realise.Worker, clo
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err = a.makeWorker(st, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	return w, func() { w.Close() }, nil
+	return a.makeWorker(st, opts)
 }
 
 // makeWorker makes the sandbox runner and a worker with opts, and the
-// substituters.
-func (a *app) makeWorker(st *store.Store, opts *realise.Options) (*realise.Worker, error) {
+// substituters. close stops the worker, then the runner's spawner.
+func (a *app) makeWorker(st *store.Store, opts *realise.Options) (w *realise.Worker, close func(), err error) {
 	subs, err := a.substituters(context.Background(), st)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts.Substituters = subs
 	startID, err := a.settings.Int("start-id")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	idCount, err := a.settings.Int("id-count")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	kvm := false
 	for _, f := range opts.SystemFeatures {
 		kvm = kvm || f == "kvm"
 	}
 	runner, err := sandbox.New(&sandbox.Options{
-		UIDLockDir: filepath.Join(a.stateDir, "userpool"),
 		StartID:    uint32(startID),
 		IDCount:    uint32(idCount),
 		Disabled:   !opts.Sandbox,
@@ -241,9 +236,13 @@ func (a *app) makeWorker(st *store.Store, opts *realise.Options) (*realise.Worke
 		Logger:     a.logger,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return realise.New(st, runner, opts)
+	if w, err = realise.New(st, runner, opts); err != nil {
+		runner.Close()
+		return nil, nil, err
+	}
+	return w, func() { w.Close(); runner.Close() }, nil
 }
 
 // parseTargets reads PATH arguments: a derivation with optional
