@@ -229,11 +229,11 @@ func (a *app) makeWorker(st *store.Store, opts *realise.Options) (w *realise.Wor
 		kvm = kvm || f == "kvm"
 	}
 	runner, err := sandbox.New(&sandbox.Options{
-		StartID:    uint32(startID),
-		IDCount:    uint32(idCount),
-		Disabled:   !opts.Sandbox,
-		KVM:        kvm,
-		Logger:     a.logger,
+		StartID:  uint32(startID),
+		IDCount:  uint32(idCount),
+		Disabled: !opts.Sandbox,
+		KVM:      kvm,
+		Logger:   a.logger,
 	})
 	if err != nil {
 		return nil, nil, err
