@@ -62,6 +62,7 @@ func openDB(file string, dir Dir) (*DB, error) {
 		return nil, fmt.Errorf("opening database %s: %w", file, err)
 	}
 	db := &DB{bolt: b, dir: dir}
+	db.narinfo.now = make(chan struct{})
 	err = b.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketPaths, bucketReferrers, bucketDerivers, bucketDrvOutputs, bucketNARInfo} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -489,6 +490,9 @@ type narInfoWriter struct {
 	flushing bool
 	done     chan struct{} // closed when the flusher ends; nil before
 	err      error         // the last commit's error, reported once
+	// now is closed by Close to make the flusher commit without waiting.
+	now     chan struct{}
+	nowOnce sync.Once
 }
 
 // CachedNARInfo returns what a binary cache answered for a hash part,
@@ -548,7 +552,10 @@ func (db *DB) CacheNARInfo(cacheURL, hashPart string, data []byte, found bool, a
 func (db *DB) flushNARInfo() {
 	w := &db.narinfo
 	for {
-		time.Sleep(narInfoFlushDelay)
+		select {
+		case <-time.After(narInfoFlushDelay):
+		case <-w.now:
+		}
 		w.mu.Lock()
 		batch := w.pending
 		w.pending = nil
@@ -576,8 +583,9 @@ func (db *DB) flushNARInfo() {
 	}
 }
 
-// waitNARInfo waits until pending narinfo answers are committed.
+// waitNARInfo commits pending narinfo answers at once and waits for it.
 func (db *DB) waitNARInfo() {
+	db.narinfo.nowOnce.Do(func() { close(db.narinfo.now) })
 	db.narinfo.mu.Lock()
 	done := db.narinfo.done
 	db.narinfo.mu.Unlock()
