@@ -144,6 +144,11 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	if err := w.checkPlatform(drvPath, drv, attrs); err != nil {
 		return &goalResult{status: MiscFailure, err: err, outputs: outputs}
 	}
+	if noChroot, err := attrs.NoChroot(); err != nil {
+		return failed(drvPath, MiscFailure, "%v", err)
+	} else if noChroot && w.opts.Sandbox {
+		return failed(drvPath, MiscFailure, "derivation '%s' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'", drvPath)
+	}
 
 	// A build slot, then the output locks, in that order: a goal waiting
 	// for a slot holds no locks another goal could need.

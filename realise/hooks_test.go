@@ -145,3 +145,26 @@ func TestWorker_AllowSubstitutesFalse(t *testing.T) {
 		t.Errorf("%d substitutions", n)
 	}
 }
+
+// TestWorker_NoChroot: __noChroot is refused while the sandbox is enforced.
+func TestWorker_NoChroot(t *testing.T) {
+	e := newEnv(t, nil)
+	bb := store.Path(storetest.BusyboxPath)
+	d := &store.Derivation{
+		Name: "impure", Outputs: map[string]store.DerivationOutput{"out": {}}, InputDrvs: map[store.Path][]string{},
+		InputSrcs: []store.Path{bb}, Platform: "x86_64-linux", Builder: string(bb) + "/bin/busybox",
+		Args: []string{"sh", "-c", "echo > $out"}, Env: map[string]string{"__noChroot": "1"},
+	}
+	drv, err := e.st.AddDerivation(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := e.realise(t, realise.Request{Targets: targetsOf(drv)})
+	want := "derivation '" + string(drv) + "' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'"
+	if res := rep.Results[0]; res.Err == nil || res.Err.Msg != want {
+		t.Errorf("error = %v, want %q", res.Err, want)
+	}
+	if len(e.builds()) != 0 {
+		t.Errorf("a builder started")
+	}
+}

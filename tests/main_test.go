@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/storefs/storefs/sandbox"
+	"github.com/storefs/storefs/store/storetest"
 )
 
 // storefsBin is the binary under test, built once by TestMain.
@@ -115,21 +116,7 @@ func (in *instance) ok(args ...string) string {
 
 // busyboxDir makes a directory holding bin/busybox, which imports as
 // Nix's /nix/store/71fc7s32zl20dc955bhghy5dvalm7ndz-busybox.
-func busyboxDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "busybox")
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("reading /bin/busybox (Debian's busybox-static): %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func busyboxDir(t testing.TB) string { return storetest.BusyboxDir(t) }
 
 const busyboxPath = "/nix/store/71fc7s32zl20dc955bhghy5dvalm7ndz-busybox"
 

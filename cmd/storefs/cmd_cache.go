@@ -34,8 +34,9 @@ func (a *app) cacheCommands() []*cli.Command {
 				{
 					Name: "generate",
 					Usage: "make an ed25519 key pair called NAME: the secret key into SECRET-FILE, the public key\n" +
-						"(for trusted-public-keys) into PUBLIC-FILE (like nix-store --generate-binary-cache-key)",
-					ArgsUsage: "NAME SECRET-FILE PUBLIC-FILE",
+						"(for trusted-public-keys) into PUBLIC-FILE (default NAME.sec and NAME.pub; like\n" +
+						"nix-store --generate-binary-cache-key)",
+					ArgsUsage: "NAME [SECRET-FILE PUBLIC-FILE]",
 					Action:    a.cmdKeyGenerate,
 				},
 			},
@@ -69,10 +70,13 @@ func (a *app) cacheCommands() []*cli.Command {
 }
 
 func (a *app) cmdKeyGenerate(c *cli.Context) error {
-	if c.NArg() != 3 {
-		return fmt.Errorf("key generate needs NAME SECRET-FILE PUBLIC-FILE")
+	if c.NArg() != 1 && c.NArg() != 3 {
+		return fmt.Errorf("key generate needs NAME, or NAME SECRET-FILE PUBLIC-FILE")
 	}
-	name, secFile, pubFile := c.Args().Get(0), c.Args().Get(1), c.Args().Get(2)
+	name, secFile, pubFile := c.Args().Get(0), c.Args().Get(0)+".sec", c.Args().Get(0)+".pub"
+	if c.NArg() == 3 {
+		secFile, pubFile = c.Args().Get(1), c.Args().Get(2)
+	}
 	sk, err := cache.GenerateKey(name, nil)
 	if err != nil {
 		return err

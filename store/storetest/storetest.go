@@ -5,11 +5,17 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/storefs/storefs/store"
+	"github.com/storefs/storefs/store/nar"
 )
 
 // RepoRoot is the directory holding go.mod, found upwards from the test's
@@ -86,23 +92,60 @@ func Verify(t testing.TB, st *store.Store) {
 // imported as a directory bin/busybox named "busybox".
 const BusyboxPath = "/nix/store/71fc7s32zl20dc955bhghy5dvalm7ndz-busybox"
 
-// AddBusybox adds /bin/busybox as <dir>/bin/busybox under the name
-// "busybox", which with Debian's busybox-static 1.35.0 gives BusyboxPath in
+// busyboxSHA256 is the sha256 of Debian's busybox-static 1:1.35.0-4+deb12u1
+// binary, which the fixtures were made with.
+const busyboxSHA256 = "3d9f2889d6782537624a4e1a10e68a2ddd53e0ee8bac02676f27308f42ec6bf6"
+
+// BusyboxDir makes a directory holding bin/busybox that imports as
+// BusyboxPath: Debian's /bin/busybox when it is the fixtures' version,
+// else the busybox restored from the fixture cache's NAR (the test log
+// says which).
+func BusyboxDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "busybox")
+	data, err := os.ReadFile("/bin/busybox")
+	if err == nil && fmt.Sprintf("%x", sha256.Sum256(data)) == busyboxSHA256 {
+		if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	t.Logf("/bin/busybox is not the fixtures' busybox-static (%v): using the one in the fixture cache", err)
+	cacheDir := filepath.Join(FixturesDir(t), "cache-zstd")
+	info, err := os.ReadFile(filepath.Join(cacheDir, "71fc7s32zl20dc955bhghy5dvalm7ndz.narinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var url string
+	for _, line := range strings.Split(string(info), "\n") {
+		if u, ok := strings.CutPrefix(line, "URL: "); ok {
+			url = u
+		}
+	}
+	f, err := os.Open(filepath.Join(cacheDir, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec, err := zstd.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	if err := nar.Restore(dec, dir); err != nil {
+		t.Fatalf("restoring busybox from the fixture cache: %v", err)
+	}
+	return dir
+}
+
+// AddBusybox adds BusyboxDir as "busybox", which gives BusyboxPath in
 // /nix/store.
 func AddBusybox(t testing.TB, st *store.Store) store.Path {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "busybox")
-	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("reading /bin/busybox (Debian's busybox-static): %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p, err := st.AddPath(context.Background(), dir, "busybox")
+	p, err := st.AddPath(context.Background(), BusyboxDir(t), "busybox")
 	if err != nil {
 		t.Fatalf("AddPath(busybox) = %v", err)
 	}
