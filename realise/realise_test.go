@@ -35,16 +35,30 @@ type env struct {
 
 // newEnv opens a /nix/store store in a temporary state directory (the
 // machine's /nix/store is never touched: the backing directory is under
-// the test's temporary directory) and a worker with real sandboxing.
+// the test's temporary directory), adds busybox, and starts a worker with
+// real sandboxing.
 func newEnv(t testing.TB, opts *realise.Options) *env {
 	t.Helper()
+	st := newTestStore(t)
+	storetest.AddBusybox(t, st)
+	return startWorker(t, st, opts)
+}
+
+// newTestStore is an empty store whose state directory, like
+// /nix/var/storefs, the sandbox's unprivileged helper can traverse
+// (t.TempDir makes it 0700).
+func newTestStore(t testing.TB) *store.Store {
+	t.Helper()
 	st := storetest.NewStore(t, nil)
-	// Like /nix/var/storefs, the state directory must be traversable by
-	// the sandbox's unprivileged helper (t.TempDir makes it 0700).
 	if err := os.Chmod(st.StateDir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	storetest.AddBusybox(t, st)
+	return st
+}
+
+// startWorker starts a worker over st, recording its events.
+func startWorker(t testing.TB, st *store.Store, opts *realise.Options) *env {
+	t.Helper()
 	_, kvmErr := os.Stat("/dev/kvm")
 	// Nix 2.8 has the kvm feature, and binds /dev/kvm, where it exists.
 	runner, err := sandbox.New(&sandbox.Options{KVM: kvmErr == nil})
@@ -63,7 +77,7 @@ func newEnv(t testing.TB, opts *realise.Options) *env {
 	}
 	if o.SystemFeatures == nil {
 		o.SystemFeatures = []string{"benchmark", "big-parallel", "nixos-test"}
-		if _, err := os.Stat("/dev/kvm"); err == nil {
+		if kvmErr == nil {
 			o.SystemFeatures = append(o.SystemFeatures, "kvm")
 		}
 	}

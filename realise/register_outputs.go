@@ -2,7 +2,6 @@ package realise
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/storefs/storefs/store"
-	"github.com/storefs/storefs/store/nar"
 )
 
 // builtOutput is one output of a finished build, on its way to validity.
@@ -146,7 +144,11 @@ func (b *build) checkFixedOutput(name string, o store.DerivationOutput, actual s
 	if !recursive && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 != 0) {
 		return newBuildError(b.drvPath, OutputRejected, "output path '%s' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)", actual)
 	}
-	got, err := hashOutput(actual, want.Algo, recursive)
+	// A recursive SHA-256 is the NAR hash, which the scan computed.
+	got := info.NARHash
+	if !recursive || want.Algo != store.SHA256 {
+		got, err = store.HashTree(actual, want.Algo, recursive)
+	}
 	if err != nil {
 		return newBuildError(b.drvPath, OutputRejected, "hashing output '%s' of '%s': %v", name, b.drvPath, err)
 	}
@@ -167,33 +169,6 @@ func (b *build) checkFixedOutput(name string, o store.DerivationOutput, actual s
 		}
 	}
 	return berr
-}
-
-// hashOutput hashes an output with algo: its contents (flat) or its NAR.
-func hashOutput(name string, algo store.HashAlgo, recursive bool) (store.Hash, error) {
-	h := algo.New()
-	if recursive {
-		if algo == store.SHA256 {
-			sr, err := store.ScanPath(name, nil)
-			if err != nil {
-				return store.Hash{}, err
-			}
-			return sr.NARHash, nil
-		}
-		if err := dumpTo(h, name); err != nil {
-			return store.Hash{}, err
-		}
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return store.Hash{}, err
-		}
-		defer f.Close()
-		if _, err := io.Copy(h, f); err != nil {
-			return store.Hash{}, err
-		}
-	}
-	return store.Hash{Algo: algo, Digest: h.Sum(nil)}, nil
 }
 
 // sortOutputs orders the outputs so that each comes after the outputs it
@@ -378,8 +353,6 @@ func (b *build) checkOutputs(outs map[string]*builtOutput) *BuildError {
 	}
 	return nil
 }
-
-func dumpTo(w io.Writer, name string) error { return nar.Dump(w, name) }
 
 // runDiffHook runs diff-hook on a --check mismatch with the valid output,
 // the new one, the derivation and the build directory (empty when not

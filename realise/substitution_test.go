@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/storefs/storefs/realise"
-	"github.com/storefs/storefs/sandbox"
 	"github.com/storefs/storefs/store"
 	"github.com/storefs/storefs/store/cache"
 	"github.com/storefs/storefs/store/storetest"
@@ -42,36 +41,12 @@ func fixtureCache(t testing.TB, url string) cache.Cache {
 // substitutes from subs.
 func newSubstEnv(t testing.TB, opts *realise.Options, subs ...cache.Cache) *env {
 	t.Helper()
-	st := storetest.NewStore(t, nil)
-	if err := os.Chmod(st.StateDir(), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	runner, err := sandbox.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { runner.Close() })
 	o := realise.Options{}
 	if opts != nil {
 		o = *opts
 	}
-	o.Sandbox, o.CancelOrphans, o.Substituters = true, true, subs
-	o.LogDir = filepath.Join(st.StateDir(), "log")
-	w, err := realise.New(st, runner, &o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{st: st, w: w, logDir: o.LogDir}
-	unsub := w.Subscribe(func(ev realise.Event) {
-		e.mu.Lock()
-		e.events = append(e.events, ev)
-		e.mu.Unlock()
-	})
-	t.Cleanup(func() {
-		unsub()
-		w.Close()
-	})
-	return e
+	o.Substituters = subs
+	return startWorker(t, newTestStore(t), &o)
 }
 
 func (e *env) substitutions() int {

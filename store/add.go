@@ -211,3 +211,32 @@ func (s *Store) ReplaceValid(tmp string, p Path) error {
 	}
 	return removeTree(old)
 }
+
+// HashTree hashes the file or tree at name as Nix's content addresses do:
+// its NAR serialisation when recursive (nix-hash), else the contents of
+// the regular file (nix-hash --flat).
+func HashTree(name string, algo HashAlgo, recursive bool) (Hash, error) {
+	h := algo.New()
+	if recursive {
+		if err := nar.Dump(h, name); err != nil {
+			return Hash{}, err
+		}
+		return Hash{Algo: algo, Digest: h.Sum(nil)}, nil
+	}
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return Hash{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Hash{}, fmt.Errorf("'%s' is not a regular file, so it has no flat hash", name)
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer f.Close()
+	if _, err := io.Copy(h, f); err != nil {
+		return Hash{}, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return Hash{Algo: algo, Digest: h.Sum(nil)}, nil
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -417,7 +416,7 @@ func (a *app) cmdHash(c *cli.Context, recursive bool) error {
 		return fmt.Errorf("hash needs at least one PATH")
 	}
 	for _, arg := range c.Args().Slice() {
-		h, err := hashOf(c.Context, algo, arg, recursive)
+		h, err := store.HashTree(arg, algo, recursive)
 		if err != nil {
 			return err
 		}
@@ -433,23 +432,4 @@ func (a *app) cmdHash(c *cli.Context, recursive bool) error {
 		}
 	}
 	return nil
-}
-
-func hashOf(_ context.Context, algo store.HashAlgo, name string, recursive bool) (store.Hash, error) {
-	w := algo.New()
-	if recursive {
-		if err := nar.Dump(w, name); err != nil {
-			return store.Hash{}, err
-		}
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return store.Hash{}, err
-		}
-		defer f.Close()
-		if _, err := io.Copy(w, f); err != nil {
-			return store.Hash{}, fmt.Errorf("reading %s: %w", name, err)
-		}
-	}
-	return store.Hash{Algo: algo, Digest: w.Sum(nil)}, nil
 }

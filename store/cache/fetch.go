@@ -164,7 +164,7 @@ func checkCA(p store.Path, ca contentAddress, tree string, narHash store.Hash, c
 	case ca.method == caRecursive:
 		got = store.Hash{Algo: ca.hash.Algo, Digest: caHash.Sum(nil)}
 	default:
-		h, err := hashFile(tree, ca.hash.Algo)
+		h, err := store.HashTree(tree, ca.hash.Algo, false)
 		if err != nil {
 			return fmt.Errorf("checking content address: %w", err)
 		}
@@ -174,27 +174,6 @@ func checkCA(p store.Path, ca contentAddress, tree string, narHash store.Hash, c
 		return mismatch("ca hash", p, ca.hash, got)
 	}
 	return nil
-}
-
-// hashFile hashes the regular file name.
-func hashFile(name string, algo store.HashAlgo) (store.Hash, error) {
-	fi, err := os.Lstat(name)
-	if err != nil {
-		return store.Hash{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return store.Hash{}, fmt.Errorf("a flat or text content address needs a regular file, not %s", fi.Mode().Type())
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return store.Hash{}, err
-	}
-	defer f.Close()
-	h := algo.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return store.Hash{}, err
-	}
-	return store.Hash{Algo: algo, Digest: h.Sum(nil)}, nil
 }
 
 // removeAll removes a temporary tree, making its directories writable
