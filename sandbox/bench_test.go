@@ -16,9 +16,10 @@ import (
 // see the same machine. Each iteration is 200 of each; the metrics are the
 // 50th and 95th percentiles in milliseconds (ns/op covers all 400).
 //
-// A build creates and removes a few dozen files in Spec.TempDir (the
-// chroot), so the filesystem under it matters: "disk" uses the test's
-// temporary directory, "tmpfs" /dev/shm.
+// A build creates and removes a few directories in Spec.TempDir (the build
+// directory, the store directory and its inputs' mount points), so the
+// filesystem under it matters: "disk" uses the test's temporary
+// directory, "tmpfs" /dev/shm.
 func BenchmarkNoopBuild(b *testing.B) {
 	b.Run("TempDir=disk", func(b *testing.B) { benchmarkNoopBuild(b, b.TempDir()) })
 	b.Run("TempDir=tmpfs", func(b *testing.B) {

@@ -49,11 +49,20 @@ func childMain() (code int) {
 		}
 	}()
 	var cfg childConfig
-	if err := json.NewDecoder(fdReader(configFD)).Decode(&cfg); err != nil {
+	cr := &configReader{}
+	if err := json.NewDecoder(cr).Decode(&cfg); err != nil {
 		reportFailure(&SetupError{Step: "read config", Err: err})
 		return childFailedExit
 	}
-	reportFailure(runChild(&cfg))
+	rootFD := -1
+	for _, fd := range cr.fds {
+		if rootFD < 0 && cfg.Sandbox != nil && cfg.Sandbox.RootFS == rootTmpfs {
+			rootFD = fd
+		} else {
+			unix.Close(fd)
+		}
+	}
+	reportFailure(runChild(&cfg, rootFD))
 	return childFailedExit
 }
 
@@ -71,20 +80,22 @@ func childMain() (code int) {
 //
 // In Disabled mode (cfg.Sandbox == nil) steps 1 to 4 are skipped. For a
 // builtin builder, step 8 executes the builtin stage instead (see
-// execBuiltin).
-func runChild(cfg *childConfig) error {
+// execBuiltin). rootFD is the root tmpfs's mount that came with cfg, or
+// -1.
+func runChild(cfg *childConfig, rootFD int) error {
 	if sb := cfg.Sandbox; sb != nil {
-		// 1. Mounts: the chroot, the store, the build directory, the
+		// 1. Mounts: the root, the store, the build directory, the
 		// inputs (read-only) and sandbox-paths.
-		if err := mountSandbox(sb); err != nil {
+		root, err := mountSandbox(sb, rootFD)
+		if err != nil {
 			return &SetupError{Step: "mounts", Err: err}
 		}
 		// 2. Device nodes, devpts, /dev/shm and a fresh /proc.
-		if err := mountDevAndProc(sb); err != nil {
+		if err := mountDevAndProc(sb, root); err != nil {
 			return &SetupError{Step: "/dev and /proc", Err: err}
 		}
-		// 3. The chroot becomes "/"; the host's tree is detached.
-		if err := pivotRoot(sb.Root); err != nil {
+		// 3. The root becomes "/"; the host's tree is detached.
+		if err := pivotRoot(root); err != nil {
 			return &SetupError{Step: "pivot_root", Err: err}
 		}
 		// 4. Fixed host and domain names; the loopback interface.
@@ -299,6 +310,39 @@ func reportFailure(err error) {
 	}
 	if writeAll(configFD, encodeFailure(step, err)) != nil {
 		writeAll(2, []byte("sandbox: "+step+": "+err.Error()+"\n"))
+	}
+}
+
+// configReader reads the configuration from configFD, and keeps the
+// descriptors that come with it (SCM_RIGHTS, see protocol.go), close-on-exec.
+type configReader struct {
+	fds []int
+	oob []byte
+}
+
+func (r *configReader) Read(p []byte) (int, error) {
+	if r.oob == nil {
+		r.oob = make([]byte, unix.CmsgSpace(4*4))
+	}
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(configFD, p, r.oob, unix.MSG_CMSG_CLOEXEC)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, os.NewSyscallError("recvmsg", err)
+		}
+		if oobn > 0 {
+			fds, err := parseRights(r.oob[:oobn])
+			r.fds = append(r.fds, fds...)
+			if err != nil {
+				return 0, err
+			}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
 	}
 }
 

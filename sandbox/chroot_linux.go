@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The files Nix 2.8 writes into the sandbox's /etc (sandboxUID and
@@ -72,63 +74,73 @@ func makeBuildDir(s *Spec, o owner) (dir string, err error) {
 	return dir, nil
 }
 
-// chrootPlan is what prepareChroot made: the chroot and the mounts the
-// child still has to do in it.
+// chrootPlan is what prepareChroot made: the sandbox's store directory
+// and root, and the mounts the child still has to do.
 type chrootPlan struct {
-	root string
-	cfg  sandboxConfig
+	store  string   // host directory bound at the store directory
+	root   string   // the root on disk (rootDisk), else ""
+	rootFS *os.File // the root tmpfs's mount (rootTmpfs), else nil
+	cfg    sandboxConfig
 }
 
-// prepareChroot builds the sandbox's root directory in s.TempDir with
-// every file, directory, symlink and mount point the child needs, so that
-// the child only mounts. Nix 2.8 does the same split, except that it
-// creates /dev in the child. extra are more read-only binds of files (what
-// the builtin stage needs, see builtinStageBinds). On error it removes what
-// it made; the error is a *SetupError.
-func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMount) (p *chrootPlan, err error) {
-	root, err := os.MkdirTemp(s.TempDir, tempPattern("nix-chroot-", s.Name))
-	if err != nil {
-		return nil, &SetupError{Step: "chroot", Err: err}
+// undo closes p.rootFS and removes what prepareChroot made on disk, for
+// a prepareChroot that failed: nothing is mounted on it yet.
+func (p *chrootPlan) undo() {
+	if p.rootFS != nil {
+		p.rootFS.Close()
 	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(root) // nothing is mounted in it yet
+	if p.root != "" {
+		os.RemoveAll(p.root)
+	}
+	if p.store != "" {
+		os.RemoveAll(p.store)
+	}
+}
+
+// prepareChroot makes what the sandbox's tree needs besides its mounts:
+// the store directory in s.TempDir, with the mount points of the inputs
+// and the hard links of file inputs, where the builder creates its
+// outputs; and the root, with /etc, /tmp, /dev and the mount points of
+// everything else, made where kind says. The child then only mounts, in
+// the order of cfg.Binds. Nix 2.8 makes the whole tree on disk, except
+// /dev, which its child makes. extra are more read-only binds of files
+// (what the builtin stage needs, see builtinStageBinds). On error it
+// removes what it made; the error is a *SetupError.
+func prepareChroot(s *Spec, buildDir string, o owner, kind rootKind, kvm bool, extra []bindMount) (*chrootPlan, error) {
+	// First the list, which reads the host but changes nothing.
+	root, store := skeleton{}, skeleton{top: s.StoreDir}
+	at := func(p string) (*skeleton, string) {
+		if rest, ok := strings.CutPrefix(p, s.StoreDir+"/"); ok {
+			return &store, "/" + rest
 		}
-	}()
-	c := &chrootMaker{root: root, o: o}
-	p = &chrootPlan{root: root, cfg: sandboxConfig{
-		Root:           root,
+		return &root, p
+	}
+	dirAll := func(p string) { sk, q := at(p); sk.dirAll(q) }
+	mountDir := func(p string) { sk, q := at(p); sk.mountDir(q) }
+	mountFile := func(p string) { sk, q := at(p); sk.mountFile(q) }
+	p := &chrootPlan{cfg: sandboxConfig{
+		RootFS:         kind,
 		StoreDir:       s.StoreDir,
 		PrivateNetwork: !s.FixedOutput,
 	}}
 
-	// The root is readable by the build group only, like Nix's.
-	c.chmod("", 0o750)
-	c.chownGroup("")
 	// A world-writable /tmp; builders should use $TMPDIR, but many don't.
-	// (os.FileMode's sticky bit is os.ModeSticky, not 0o1000, which
-	// os.Chmod would silently drop.)
-	c.dir("/tmp", 0o777|os.ModeSticky)
-	c.dir("/etc", 0o755)
-	c.file("/etc/passwd", etcPasswd)
-	c.file("/etc/group", etcGroup)
+	root.dir("/tmp", 0o1777, false)
+	root.dir("/etc", 0o755, false)
+	root.file("/etc/passwd", etcPasswd)
+	root.file("/etc/group", etcGroup)
 	if s.FixedOutput {
-		c.file("/etc/nsswitch.conf", etcNsswitch)
+		root.file("/etc/nsswitch.conf", etcNsswitch)
 	} else {
-		c.file("/etc/hosts", etcHosts)
+		root.file("/etc/hosts", etcHosts)
 	}
-	c.mountDir("/proc")
-	// The store is writable by the build group so the builder can create
-	// its outputs there; the sticky bit keeps it from removing inputs.
-	c.dirAll(s.StoreDir)
-	c.chmod(s.StoreDir, 0o775|os.ModeSticky)
-	c.chownGroup(s.StoreDir)
-	if c.err != nil {
-		return nil, &SetupError{Step: "chroot", Err: c.err}
-	}
+	root.mountDir("/proc")
+	// The store directory's own mode is its host directory's (below).
+	root.dirAll(path.Dir(s.StoreDir))
+	root.mountDir(s.StoreDir)
 
 	binds := []bindMount{{Source: buildDir, Target: sandboxBuildDir}}
-	c.mountDir(sandboxBuildDir)
+	root.mountDir(sandboxBuildDir)
 
 	outputs := make(map[string]bool, len(s.Outputs))
 	for _, out := range s.Outputs {
@@ -143,9 +155,10 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 		if err != nil {
 			return nil, &SetupError{Step: "inputs", Err: fmt.Errorf("input %s: %w", logical, err)}
 		}
+		name := "/" + path.Base(logical)
 		switch {
 		case st.IsDir():
-			c.mountDir(logical)
+			store.mountDir(name)
 		case st.Mode()&fs.ModeSymlink != 0:
 			// A bind mount would follow the link on the host; a copy
 			// of the link resolves inside the sandbox, as Nix's hard
@@ -154,17 +167,16 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 			if err != nil {
 				return nil, &SetupError{Step: "inputs", Err: fmt.Errorf("input %s: %w", logical, err)}
 			}
-			c.symlink(target, logical)
+			store.symlink(target, name)
 			continue
 		case st.Mode().IsRegular():
 			// A hard link, as Nix makes: one syscall here instead of a
 			// mount point, a bind and a read-only remount in the child. The
 			// file is root's and read-only, in a sticky directory, so the
-			// builder can neither change nor remove it.
-			if c.err == nil && os.Link(host, c.path(logical)) == nil {
-				continue
-			}
-			c.mountFile(logical)
+			// builder can neither change nor remove it. Where it cannot
+			// be linked, it is bound (see makeSkeleton).
+			store.link(host, name)
+			continue
 		default:
 			return nil, &SetupError{Step: "inputs", Err: fmt.Errorf("input %s: unsupported file type %v", logical, st.Mode().Type())}
 		}
@@ -184,12 +196,11 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 			}
 			return nil, &SetupError{Step: "sandbox-paths", Err: err}
 		}
+		dirAll(path.Dir(target))
 		if st.IsDir() {
-			c.dirAll(path.Dir(target))
-			c.mountDir(target)
+			mountDir(target)
 		} else {
-			c.dirAll(path.Dir(target))
-			c.mountFile(target)
+			mountFile(target)
 		}
 		binds = append(binds, bindMount{Source: b.Source, Target: target})
 		devFromHost = devFromHost || target == "/dev"
@@ -199,24 +210,24 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 	if s.FixedOutput {
 		for _, f := range hostNetworkFiles {
 			if _, err := os.Stat(f); err == nil {
-				c.mountFile(f)
+				root.mountFile(f)
 				binds = append(binds, bindMount{Source: f, Target: f})
 			}
 		}
 	}
 
 	for _, b := range extra {
-		c.dirAll(path.Dir(b.Target))
-		c.mountFile(b.Target)
+		dirAll(path.Dir(b.Target))
+		mountFile(b.Target)
 		binds = append(binds, b)
 	}
 
 	if !devFromHost {
 		// A nearly empty /dev: a plain directory with a few device binds,
 		// not a devtmpfs.
-		c.dir("/dev", 0o755)
-		c.mountDir("/dev/shm")
-		c.mountDir("/dev/pts")
+		root.dir("/dev", 0o755, false)
+		root.mountDir("/dev/shm")
+		root.mountDir("/dev/pts")
 		for i, dev := range devNodes {
 			p.cfg.DevNodes = append(p.cfg.DevNodes, dev)
 			if i == 0 && kvm && exists("/dev/kvm") {
@@ -224,20 +235,34 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 			}
 		}
 		for _, dev := range p.cfg.DevNodes {
-			c.mountFile(dev)
+			root.mountFile(dev)
 		}
-		c.symlink("/proc/self/fd", "/dev/fd")
-		c.symlink("/proc/self/fd/0", "/dev/stdin")
-		c.symlink("/proc/self/fd/1", "/dev/stdout")
-		c.symlink("/proc/self/fd/2", "/dev/stderr")
+		root.symlink("/proc/self/fd", "/dev/fd")
+		root.symlink("/proc/self/fd/0", "/dev/stdin")
+		root.symlink("/proc/self/fd/1", "/dev/stdout")
+		root.symlink("/proc/self/fd/2", "/dev/stderr")
 		if !devPtsFromHost {
 			p.cfg.DevPts = true
-			c.symlink("/dev/pts/ptmx", "/dev/ptmx")
+			root.symlink("/dev/pts/ptmx", "/dev/ptmx")
 		}
 	}
 	p.cfg.DevShm = exists("/dev/shm")
-	if c.err != nil {
-		return nil, &SetupError{Step: "chroot", Err: c.err}
+	if err := errors.Join(root.err, store.err); err != nil {
+		return nil, &SetupError{Step: "chroot", Err: err}
+	}
+
+	// Then the making.
+	unlinked, err := p.makeStore(s, o, store.entries)
+	if err == nil {
+		err = p.makeRoot(s, o, root.entries)
+	}
+	if err != nil {
+		p.undo()
+		return nil, &SetupError{Step: "chroot", Err: err}
+	}
+	for _, name := range unlinked {
+		logical := s.StoreDir + "/" + name
+		binds = append(binds, bindMount{Source: s.Inputs[logical], Target: logical, ReadOnly: true})
 	}
 
 	// Mount order: a parent before anything below it.
@@ -246,106 +271,81 @@ func prepareChroot(s *Spec, buildDir string, o owner, kvm bool, extra []bindMoun
 	return p, nil
 }
 
-// chrootMaker creates files below root and keeps the first error, so that
-// prepareChroot reads as a list. What the builder sees gets its mode set
-// exactly, whatever our umask; mount points, which the mounts hide, keep
-// whatever mkdir and open give them.
-type chrootMaker struct {
-	root        string
-	o           owner
-	placeholder string // the first file made by mountFile
-	err         error
+// makeStore makes the host directory of the sandbox's store directory in
+// s.TempDir, and entries in it. The store directory is writable by the
+// build group so that the builder can create its outputs there; the
+// sticky bit keeps it from removing inputs.
+func (p *chrootPlan) makeStore(s *Spec, o owner, entries []skelEntry) (unlinked []string, err error) {
+	p.store, err = os.MkdirTemp(s.TempDir, tempPattern("nix-store-", s.Name))
+	if err != nil {
+		return nil, err
+	}
+	p.cfg.Store = p.store
+	if err := chmodChown(p.store, 0o1775, o); err != nil {
+		return nil, err
+	}
+	return makeSkeletonIn(p.store, s.StoreDir, entries, o)
 }
 
-func (c *chrootMaker) path(p string) string { return c.root + p }
-
-func (c *chrootMaker) fail(err error) {
-	if c.err == nil && err != nil {
-		c.err = err
-	}
-}
-
-// dir creates the directory p, unless it exists (as a parent of a
-// sandbox path), and gives it mode perm.
-func (c *chrootMaker) dir(p string, perm os.FileMode) {
-	if c.err != nil {
-		return
-	}
-	if err := os.Mkdir(c.path(p), perm); !errors.Is(err, fs.ErrExist) {
-		c.fail(err)
-	}
-	c.chmod(p, perm)
-}
-
-// dirAll creates p and its missing parents, mode 0755.
-func (c *chrootMaker) dirAll(p string) {
-	if c.err != nil || p == "/" {
-		return
-	}
-	if _, err := os.Lstat(c.path(p)); err == nil {
-		return
-	}
-	c.dirAll(path.Dir(p))
-	c.dir(p, 0o755)
-}
-
-func (c *chrootMaker) chmod(p string, perm os.FileMode) {
-	if c.err == nil {
-		c.fail(os.Chmod(c.path(p), perm))
-	}
-}
-
-// chownGroup gives p to root and the build group.
-func (c *chrootMaker) chownGroup(p string) {
-	if c.err == nil && c.o.chown {
-		c.fail(os.Lchown(c.path(p), 0, c.o.gid))
-	}
-}
-
-func (c *chrootMaker) symlink(target, p string) {
-	if c.err == nil {
-		c.fail(os.Symlink(target, c.path(p)))
-	}
-}
-
-// file creates the file p with data, mode 0644, owned by root.
-func (c *chrootMaker) file(p, data string) {
-	if c.err == nil {
-		c.fail(writeNewFile(c.path(p), []byte(data), 0o644, owner{}))
-	}
-}
-
-// mountDir creates the directory p to mount on, unless it exists.
-func (c *chrootMaker) mountDir(p string) {
-	if c.err != nil {
-		return
-	}
-	if err := os.Mkdir(c.path(p), 0o755); !errors.Is(err, fs.ErrExist) {
-		c.fail(err)
-	}
-}
-
-// mountFile creates the empty file p to mount on, unless it exists. All of
-// them are hard links of the first: a link is several times cheaper than a
-// new inode, and what is mounted on them hides them anyway.
-func (c *chrootMaker) mountFile(p string) {
-	if c.err != nil {
-		return
-	}
-	var err error
-	if c.placeholder == "" {
-		var fd int
-		fd, err = syscall.Open(c.path(p), syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o644)
-		if err == nil {
-			syscall.Close(fd)
-			c.placeholder = c.path(p)
+// makeRoot makes the root of the sandbox, with entries in it, where
+// p.cfg.RootFS says; for rootTmpfsChild, it passes them on to the child.
+// The root is readable by the build group only, like Nix's.
+func (p *chrootPlan) makeRoot(s *Spec, o owner, entries []skelEntry) error {
+	switch p.cfg.RootFS {
+	case rootTmpfsChild:
+		p.cfg.Skeleton = entries
+		return nil
+	case rootDisk:
+		root, err := os.MkdirTemp(s.TempDir, tempPattern("nix-chroot-", s.Name))
+		if err != nil {
+			return err
 		}
-	} else {
-		err = syscall.Link(c.placeholder, c.path(p))
+		p.root, p.cfg.Root = root, root
+		if err := chmodChown(root, 0o750, o); err != nil {
+			return err
+		}
+		_, err = makeSkeletonIn(root, "", entries, o)
+		return err
 	}
-	if err != nil && err != syscall.EEXIST {
-		c.fail(&fs.PathError{Op: "create", Path: c.path(p), Err: err})
+	gid := -1
+	if o.chown {
+		gid = o.gid
 	}
+	fd, err := newRootFS(gid)
+	if err != nil {
+		return err
+	}
+	p.rootFS = os.NewFile(uintptr(fd), "sandbox-root")
+	_, err = makeSkeleton(fd, "", entries, o)
+	return err
+}
+
+// chmodChown gives the directory dir exactly mode perm (os.Chmod would
+// drop the sticky bit), and root and o's group when o.chown.
+func chmodChown(dir string, perm uint32, o owner) error {
+	if err := unix.Chmod(dir, perm); err != nil {
+		return &fs.PathError{Op: "chmod", Path: dir, Err: err}
+	}
+	if o.chown {
+		if err := unix.Lchown(dir, 0, o.gid); err != nil {
+			return &fs.PathError{Op: "chown", Path: dir, Err: err}
+		}
+	}
+	return nil
+}
+
+// makeSkeletonIn makes entries in the host directory dir, which is top in
+// the sandbox (see makeSkeleton).
+func makeSkeletonIn(dir, top string, entries []skelEntry, o owner) ([]string, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	return makeSkeleton(fd, top, entries, o)
 }
 
 // writeNewFile creates name, which must not exist, with exactly mode perm,

@@ -26,6 +26,30 @@
 // inside; a uid pool slot outside), loads the seccomp filter and executes
 // the builder as pid 1. protocol.go draws how parent and child talk.
 //
+// # The chroot
+//
+// The builder sees the tree Nix 2.8 gives it, but most of it is not on
+// disk. The root, with /etc, /tmp, /dev and every mount point outside the
+// store directory, is a tmpfs of the build's own, made and filled by Run
+// (as root; see rootKind for the other cases) while the child starts, and
+// attached by the child in its mount namespace: making and removing those
+// few dozen files on disk cost more than the rest of a trivial build.
+// Only what must be on disk is: the build directory, and the store
+// directory, a directory in Spec.TempDir bound at Spec.StoreDir, where
+// the builder creates its outputs, so that Run can rename them to
+// Spec.OutputDir, and where the inputs' mount points are. On a kernel
+// without the new mount API (Linux before 5.2) the root is a directory
+// in Spec.TempDir, as in Nix.
+//
+// /tmp, the one writable directory of the root, lives on its tmpfs, and
+// so in memory (swappable, and charged to the builder's memory cgroup)
+// where Nix's is on disk; the tmpfs holds at most half the RAM, as the
+// /dev/shm of nix.conf's default sandbox-shm-size does. A builder is
+// given $TMPDIR, the build directory, for its big files; a tool that
+// writes to /tmp regardless gets ENOSPC sooner than on a big disk. /tmp
+// cannot be on disk without being a mount point, which Nix's is not (the
+// sandbox-check fixture pins the mount table).
+//
 // A sandboxed child is not cloned by Run's process but by the Runner's
 // spawner: our binary once more, started by the first sandboxed build and
 // kept, so that starting a build costs the same whatever the size of the
@@ -58,9 +82,9 @@
 //     processes, never share a uid.
 //   - Nothing is left: when Run returns, no process of the build runs (they
 //     all live in the builder's pid namespace, which dies with it), nothing
-//     is mounted (the mounts exist only in the child's mount namespace) and
-//     nothing Run made is on disk, except the moved outputs and a build
-//     directory kept on request.
+//     is mounted (the mounts exist only in the child's mount namespace;
+//     the root tmpfs goes with it) and nothing Run made is on disk, except
+//     the moved outputs and a build directory kept on request.
 //   - Nothing outlives us: the spawner and every build die with our
 //     process (parent-death signals), also when it is killed.
 //

@@ -23,6 +23,8 @@ import (
 //	                                                 RunChildIfRequested
 //	prepare chroot and build dir
 //	childConfig, one JSON value ───────────────────► decode it from fd 3
+//	  + SCM_RIGHTS [root tmpfs mount]                 and keep the descriptor
+//	    (rootTmpfs only, with its first bytes)
 //	                                                 runChild: steps 1–7
 //	                     ◄─────────────────────────  "\1\n"           ready: about to execve
 //	                                                 execve(builder); fd 3 is close-on-exec
@@ -204,14 +206,54 @@ type fetchConfig struct {
 	HashedMirrors  []string      `json:"hashedMirrors,omitempty"`
 }
 
+// rootKind is where a sandbox's root directory lives. It is the same for
+// every build of a Runner (see Runner.init).
+type rootKind string
+
+const (
+	// rootTmpfs: a tmpfs that Run's process makes and fills (when we are
+	// root), mounted nowhere until the child attaches it in its own mount
+	// namespace; it goes when the namespace does. Its files belong to
+	// our root, who is nobody in the sandbox, as they would on disk.
+	rootTmpfs rootKind = "tmpfs"
+	// rootTmpfsChild: a tmpfs that the child makes and fills, when we are
+	// not root: we may not make one, and the child may only in its own
+	// user namespace, whose root we do not map (a file owned by an
+	// unmapped uid cannot be created there), so that its files are the
+	// build user's, as on disk in the same case.
+	rootTmpfsChild rootKind = "tmpfs-child"
+	// rootDisk: a directory that Run makes and fills in Spec.TempDir,
+	// and removes afterwards, for kernels without the new mount API
+	// (Linux before 5.2) or where it is refused.
+	rootDisk rootKind = "disk"
+)
+
 // sandboxConfig is the namespace part of childConfig.
 type sandboxConfig struct {
-	// Root is the host path of the chroot the parent prepared: every mount
-	// point below already exists in it.
-	Root string `json:"root"`
+	// RootFS is where the sandbox's root comes from (see rootKind):
+	// rootTmpfs, a tmpfs whose mount comes with the configuration (in
+	// SCM_RIGHTS, see above), filled by the parent; rootTmpfsChild, a
+	// tmpfs that the child makes and fills with Skeleton; rootDisk, the
+	// directory Root on disk, filled by the parent. A tmpfs is attached
+	// over Store in the child's mount namespace (nothing else of the host
+	// lies under it, and pivot_root needs the new root at a path), once
+	// Store itself was cloned: so the child reaches it at Store.
+	RootFS rootKind `json:"rootFS"`
 
-	// StoreDir is the logical store directory; Root+StoreDir is bind-mounted
-	// onto itself, as Nix 2.8 does.
+	// Root is the host path of the chroot on disk (rootDisk), else "":
+	// every mount point below already exists in it.
+	Root string `json:"root,omitempty"`
+
+	// Skeleton is what the child makes on its root tmpfs
+	// (rootTmpfsChild).
+	Skeleton []skelEntry `json:"skeleton,omitempty"`
+
+	// Store is the host directory bound at StoreDir, where the builder
+	// creates its outputs: on disk, in Spec.TempDir, like the outputs'
+	// destination. The mount points of the inputs already exist in it.
+	Store string `json:"store"`
+
+	// StoreDir is the logical store directory.
 	StoreDir string `json:"storeDir"`
 
 	// Binds are bind mounts in mount order (sorted by target, so a parent

@@ -67,7 +67,13 @@ func TestChildConfig_RoundTrip(t *testing.T) {
 	}{
 		{"Sandboxed", childConfig{
 			Sandbox: &sandboxConfig{
-				Root:     "/tmp/chroot",
+				RootFS: rootTmpfsChild,
+				Skeleton: []skelEntry{
+					{Kind: skelDir, Path: "tmp", Mode: 0o1777},
+					{Kind: skelFile, Path: "etc/hosts", Data: etcHosts},
+					{Kind: skelSymlink, Path: "dev/fd", Data: "/proc/self/fd"},
+				},
+				Store:    "/tmp/nix-store-x",
 				StoreDir: "/nix/store",
 				Binds: []bindMount{
 					{Source: "/tmp/build", Target: "/build"},
@@ -80,6 +86,10 @@ func TestChildConfig_RoundTrip(t *testing.T) {
 			},
 			Dir: "/build", SetUser: true, UID: 1000, GID: 100, Linux32: true,
 			Builder: "/nix/store/abc-in/bin/sh", Argv: []string{"sh", "-c", "echo \"é\"\n"}, Env: []string{"A=1", "B="},
+		}},
+		{"DiskRoot", childConfig{
+			Sandbox: &sandboxConfig{RootFS: rootDisk, Root: "/tmp/chroot", Store: "/tmp/nix-store-x", StoreDir: "/nix/store"},
+			Dir:     "/build", Builder: "/bin/sh", Argv: []string{"sh"},
 		}},
 		{"Disabled", childConfig{Dir: "/tmp/build", UID: 5, GID: 6, Builder: "/bin/sh", Argv: []string{"sh"}}},
 	} {

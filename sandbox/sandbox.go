@@ -96,8 +96,11 @@ type Spec struct {
 	StoreDir string
 
 	// TempDir is an existing host directory, on the same filesystem as
-	// the backing store and OutputDir, in which Run makes the chroot and
-	// the build directory. Run removes what it made there.
+	// the backing store and OutputDir, in which Run makes the build
+	// directory and the sandbox's store directory (where the builder
+	// creates its outputs), and the rest of the chroot only on kernels
+	// without the new mount API (see "The chroot" in the package doc).
+	// Run removes what it made there.
 	TempDir string
 
 	// Name is the derivation's name, used to name the temporary
@@ -221,6 +224,9 @@ type Runner struct {
 	// stageErr why they are unknown (see builtinStageBinds).
 	stageBinds []bindMount
 	stageErr   error
+
+	// rootKind is where the sandboxes' roots live.
+	rootKind rootKind
 }
 
 // New returns a Runner. It fails with ErrNoNamespaces (wrapped) when the

@@ -41,6 +41,15 @@ func (r *Runner) init() error {
 		}
 		// Only builtin builds need these, and fail without them.
 		r.stageBinds, r.stageErr = builtinStageBinds()
+		// Where the sandbox's root lives: see rootKind.
+		switch {
+		case !mountAPIWorks(r.uid == 0):
+			r.rootKind = rootDisk
+		case r.uid == 0:
+			r.rootKind = rootTmpfs
+		default:
+			r.rootKind = rootTmpfsChild
+		}
 		// The spawner needs pidfds; without them we clone the children
 		// ourselves, as before Linux 5.3 there was no other way.
 		r.useSpawner = pidfdsWork()
@@ -146,8 +155,8 @@ type build struct {
 	sandboxed bool
 	uid, gid  int // host ids of the builder
 
-	buildDir string // host build directory, once made
-	root     string // host chroot directory, once made (sandboxed only)
+	buildDir string      // host build directory, once made
+	chroot   *chrootPlan // the chroot, once made (sandboxed only)
 
 	master    *os.File // pty master: builder output
 	slave     *os.File // pty slave, until the child has it
@@ -258,13 +267,13 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 			}
 			extra = b.r.stageBinds
 		}
-		plan, err := prepareChroot(spec, b.buildDir, o, b.r.opts.KVM, extra)
+		plan, err := prepareChroot(spec, b.buildDir, o, b.r.rootKind, b.r.opts.KVM, extra)
 		if err != nil {
 			return nil, err
 		}
-		b.root = plan.root
+		b.chroot = plan
 		cfg.Sandbox = &plan.cfg
-		b.logger.Debug("chroot prepared", "path", b.root, "binds", len(plan.cfg.Binds))
+		b.logger.Debug("chroot prepared", "root", plan.cfg.RootFS, "store", plan.store, "binds", len(plan.cfg.Binds))
 	} else {
 		buildTop = b.buildDir
 		cfg.Dir = b.buildDir
@@ -557,7 +566,17 @@ func (b *build) handshake(cfg *childConfig) error {
 		return &SetupError{Step: "start", Err: err}
 	}
 	// A write error means the child is gone; reading tells us why.
-	_, werr := b.status.Write(data)
+	var rootFS *os.File
+	if b.chroot != nil {
+		rootFS = b.chroot.rootFS
+	}
+	werr := writeConfig(b.status, data, rootFS)
+	if rootFS != nil {
+		// The socket, or the child, holds it now; else the tmpfs would
+		// outlive the child until Run returns.
+		rootFS.Close()
+		b.chroot.rootFS = nil
+	}
 	status, rerr := io.ReadAll(b.status)
 	ready, failure, perr := parseStatus(status)
 	if failure != nil {
@@ -577,6 +596,32 @@ func (b *build) handshake(cfg *childConfig) error {
 		}
 	}
 	return &SetupError{Step: "start", Err: errors.New(why)}
+}
+
+// writeConfig writes data to the child's config socket, with fd, if not
+// nil, in SCM_RIGHTS along with its first bytes.
+func writeConfig(sock *os.File, data []byte, fd *os.File) error {
+	if fd != nil {
+		rc, err := sock.SyscallConn()
+		if err != nil {
+			return err
+		}
+		rights := unix.UnixRights(int(fd.Fd()))
+		var n int
+		var serr error
+		if err := rc.Write(func(s uintptr) bool {
+			n, serr = unix.SendmsgN(int(s), data, rights, nil, unix.MSG_NOSIGNAL)
+			return serr != unix.EAGAIN // else wait until the child reads
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return os.NewSyscallError("sendmsg", serr)
+		}
+		data = data[n:]
+	}
+	_, err := sock.Write(data)
+	return err
 }
 
 // pump copies builder output from the pty to log until the pty reports
@@ -658,12 +703,11 @@ func (c *localChild) wait() exitStatus { return <-c.exitc }
 // moveOutputs renames each output the builder created to
 // OutputDir/<base name>.
 func (b *build) moveOutputs() error {
-	prefix := "" // unsandboxed: outputs are at their real paths
-	if b.sandboxed {
-		prefix = b.root
-	}
 	for _, out := range b.spec.Outputs {
-		src := prefix + out
+		src := out // unsandboxed: outputs are at their real paths
+		if b.chroot != nil {
+			src = filepath.Join(b.chroot.store, path.Base(out))
+		}
 		st, err := os.Lstat(src)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // the caller reports missing outputs
@@ -718,13 +762,17 @@ func (b *build) cleanup(ctx context.Context) error {
 		b.status.Close()
 	}
 	var errs []error
-	if b.root != "" {
-		// The child's mounts live only in its own mount namespace, which
-		// died with it; make sure before deleting through them.
-		if err := checkNotMounted(b.root); err != nil {
-			errs = append(errs, fmt.Errorf("not removing chroot %s: %w", b.root, err))
-		} else if err := removeTree(b.root); err != nil {
-			errs = append(errs, fmt.Errorf("removing chroot: %w", err))
+	if c := b.chroot; c != nil {
+		if c.rootFS != nil {
+			c.rootFS.Close()
+		}
+		for _, dir := range []string{c.store, c.root} {
+			if dir == "" {
+				continue
+			}
+			if err := removeTree(dir); err != nil {
+				errs = append(errs, fmt.Errorf("removing chroot: %w", err))
+			}
 		}
 	}
 	// A build directory is kept only for a builder that ran: after a
@@ -735,77 +783,6 @@ func (b *build) cleanup(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// checkNotMounted fails if anything is mounted at or below dir in our
-// mount namespace.
-func checkNotMounted(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			return fmt.Errorf("%s is a mount point", mp)
-		}
-	}
-	return nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space, …) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var out strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, ok := octal3(s[i+1 : i+4]); ok {
-				out.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		out.WriteByte(s[i])
-	}
-	return out.String()
-}
-
-func octal3(s string) (byte, bool) {
-	if len(s) != 3 {
-		return 0, false
-	}
-	v := 0
-	for i := 0; i < 3; i++ {
-		if s[i] < '0' || s[i] > '7' {
-			return 0, false
-		}
-		v = v*8 + int(s[i]-'0')
-	}
-	return byte(v), v < 256
-}
-
-// removeTree removes p and everything below it. A builder may leave
-// directories without write permission; as root that does not matter, and
-// otherwise they are made writable and the removal is retried.
-func removeTree(p string) error {
-	err := os.RemoveAll(p)
-	if err == nil || os.Geteuid() == 0 {
-		return err
-	}
-	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
 }
 
 // linux32 reports whether system needs the 32-bit personality, as in Nix
