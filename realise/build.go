@@ -123,8 +123,22 @@ func (b *build) run() *BuildError {
 	w.emit(Event{Kind: BuildStarted, Drv: b.drvPath, Mode: b.mode})
 	w.logger.Info("building", "drv", b.drvPath)
 	res, runErr := w.runner.Run(ctx, spec, log)
-	if err := log.Close(); err != nil && runErr == nil {
-		runErr = err
+	failed := runErr != nil || res.ExitCode != 0
+	if failed {
+		// What a failed builder wrote goes before the log is finished:
+		// a builder that filled the disk must not cost us its log.
+		if err := store.RemoveTree(b.outDir); err != nil {
+			w.logger.Warn("removing outputs of a failed build", "drv", b.drvPath, "err", err)
+		}
+	}
+	if err := log.Close(); err != nil {
+		err = fmt.Errorf("writing the build log of '%s': %w", b.drvPath, err)
+		if !failed {
+			runErr = err
+		} else {
+			// The build's own failure is the one to report.
+			w.logger.Warn("build log incomplete", "drv", b.drvPath, "err", err)
+		}
 	}
 	if res != nil && res.BuildDir != "" {
 		defer b.keepOrRemoveBuildDir(res.BuildDir, runErr == nil && res.ExitCode == 0)
