@@ -211,12 +211,14 @@ func dropToBuildUser(cfg *childConfig) error {
 // Personality flags (linux/personality.h).
 const (
 	perLinux32      = 0x0008
+	uname26         = 0x0020000
 	addrNoRandomize = 0x0040000
 )
 
 // setProcessAttributes sets what Nix sets for every builder: umask 022, no
 // address space randomisation (for reproducibility), the 32-bit
-// personality for 32-bit systems, no core dumps. It also arranges for the
+// personality for 32-bit systems, a 2.6 kernel's uname when asked, no core
+// dumps. It also arranges for the
 // build to die with its parent (the Runner's spawner, or the Runner): the
 // parent-death signal, which setuid cleared.
 func setProcessAttributes(cfg *childConfig) error {
@@ -230,6 +232,9 @@ func setProcessAttributes(cfg *childConfig) error {
 	cur, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
 	if e != 0 {
 		return os.NewSyscallError("personality", e)
+	}
+	if cfg.Uname26 {
+		cur |= uname26
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, cur|addrNoRandomize, 0, 0); e != 0 {
 		return os.NewSyscallError("personality ADDR_NO_RANDOMIZE", e)

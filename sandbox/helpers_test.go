@@ -41,13 +41,14 @@ func TestMain(m *testing.M) {
 
 func uidLockDir() string { return filepath.Join(os.TempDir(), "storefs-sandbox-test-uids") }
 
-// newRunner returns a Runner for tests; opts may set Disabled and KVM. It
+// newRunner returns a Runner for tests; opts may set Disabled, KVM and
+// ImpersonateLinux26. It
 // skips the test when the kernel has no user namespaces.
 func newRunner(t testing.TB, opts *sandbox.Options) *sandbox.Runner {
 	t.Helper()
 	o := sandbox.Options{UIDLockDir: uidLockDir(), StartID: testStartID, IDCount: testIDCount, KVM: true}
 	if opts != nil {
-		o.Disabled, o.KVM = opts.Disabled, opts.KVM
+		o.Disabled, o.KVM, o.ImpersonateLinux26 = opts.Disabled, opts.KVM, opts.ImpersonateLinux26
 	}
 	r, err := sandbox.New(&o)
 	if errors.Is(err, sandbox.ErrNoNamespaces) {

@@ -170,6 +170,9 @@ type childConfig struct {
 	// aarch64), as Nix does for those systems.
 	Linux32 bool `json:"linux32,omitempty"`
 
+	// Uname26 adds the UNAME26 personality (impersonate-linux-26).
+	Uname26 bool `json:"uname26,omitempty"`
+
 	// Builder is the program to execute, Argv its full argument vector
 	// (argv[0] is the builder's base name, as in Nix) and Env its
 	// environment as sorted "NAME=value" strings.

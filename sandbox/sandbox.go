@@ -73,6 +73,12 @@ type Options struct {
 	// host has it, as Nix 2.8 does. The zero value leaves it out.
 	KVM bool
 
+	// ImpersonateLinux26 is nix.conf's impersonate-linux-26: builders for
+	// x86_64-linux and i686-linux see uname report a 2.6 kernel (the
+	// UNAME26 personality), for builds that depend on the kernel's
+	// version.
+	ImpersonateLinux26 bool
+
 	// Logger receives per-build Debug messages. Nil discards them.
 	Logger *slog.Logger
 }

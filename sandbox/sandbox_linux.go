@@ -249,6 +249,7 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 		UID:     sandboxUID,
 		GID:     sandboxGID,
 		Linux32: linux32(spec.System),
+		Uname26: b.r.opts.ImpersonateLinux26 && (spec.System == "x86_64-linux" || spec.System == "i686-linux"),
 		Builder: spec.Builder,
 		Argv:    append([]string{path.Base(spec.Builder)}, spec.Args...),
 	}

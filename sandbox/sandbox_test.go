@@ -3,16 +3,20 @@ package sandbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/storefs/storefs/sandbox"
 )
@@ -720,5 +724,45 @@ func TestRunner_Run_SandboxPathInDev(t *testing.T) {
 	}
 	if got := readOutput(t, spec, "r"); got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestRunner_Run_Personality checks what uname tells a builder: the
+// 32-bit machine for i686-linux, and a 2.6 kernel with
+// impersonate-linux-26 (for x86_64-linux and i686-linux only), as in Nix.
+func TestRunner_Run_Personality(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("the i686 personality is for x86_64 hosts; this is %s", runtime.GOARCH)
+	}
+	var host unix.Utsname
+	if err := unix.Uname(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRelease := unix.ByteSliceToString(host.Release[:])
+	for _, tc := range []struct {
+		system      string
+		impersonate bool
+		machine     string
+		release     string // a prefix
+	}{
+		{"x86_64-linux", false, "x86_64", hostRelease},
+		{"i686-linux", false, "i686", hostRelease},
+		{"x86_64-linux", true, "x86_64", "2.6."},
+		{"i686-linux", true, "i686", "2.6."},
+		// Nix impersonates 2.6 only for the two x86 systems.
+		{"builtin", true, "x86_64", hostRelease},
+	} {
+		t.Run(fmt.Sprintf("%s/impersonate=%v", tc.system, tc.impersonate), func(t *testing.T) {
+			r := newRunner(t, &sandbox.Options{KVM: true, ImpersonateLinux26: tc.impersonate})
+			spec := newSpec(t, "mkdir $out; uname -m > $out/m; uname -r > $out/r")
+			spec.System = tc.system
+			runBuilderWith(t, r, spec)
+			if got := strings.TrimSpace(readOutput(t, spec, "m")); got != tc.machine {
+				t.Errorf("uname -m = %q, want %q", got, tc.machine)
+			}
+			if got := strings.TrimSpace(readOutput(t, spec, "r")); !strings.HasPrefix(got, tc.release) {
+				t.Errorf("uname -r = %q, want it to start with %q", got, tc.release)
+			}
+		})
 	}
 }

@@ -246,3 +246,19 @@ func processesOfBuilds(t *testing.T) []string {
 	}
 	return out
 }
+
+// TestCLI_Realise_ImpersonateLinux26: the setting reaches the builder,
+// which then sees a 2.6 kernel in uname.
+func TestCLI_Realise_ImpersonateLinux26(t *testing.T) {
+	in := newInstance(t)
+	in.ok("add", busyboxDir(t))
+	drv, out := in.addDrv("uname", "mkdir $out; uname -r > $out/release", nil)
+	in.ok("--option", "impersonate-linux-26", "true", "realise", drv)
+	got, err := os.ReadFile(filepath.Join(in.state, "store", filepath.Base(out), "release"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(got), "2.6.") {
+		t.Errorf("the builder's uname -r said %q, want a 2.6 kernel", got)
+	}
+}

@@ -228,12 +228,17 @@ func (a *app) makeWorker(st *store.Store, opts *realise.Options) (w *realise.Wor
 	for _, f := range opts.SystemFeatures {
 		kvm = kvm || f == "kvm"
 	}
+	uname26, err := a.settings.Bool("impersonate-linux-26")
+	if err != nil {
+		return nil, nil, err
+	}
 	runner, err := sandbox.New(&sandbox.Options{
-		StartID:  uint32(startID),
-		IDCount:  uint32(idCount),
-		Disabled: !opts.Sandbox,
-		KVM:      kvm,
-		Logger:   a.logger,
+		StartID:            uint32(startID),
+		IDCount:            uint32(idCount),
+		Disabled:           !opts.Sandbox,
+		KVM:                kvm,
+		ImpersonateLinux26: uname26,
+		Logger:             a.logger,
 	})
 	if err != nil {
 		return nil, nil, err
