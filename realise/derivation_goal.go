@@ -45,7 +45,7 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	if err != nil {
 		return failed(drvPath, MiscFailure, "%v", err)
 	}
-	wanted := w.wantedOutputs(g)
+	wanted := w.takeWantedOutputs(g)
 	for name := range wanted {
 		if _, ok := outputs[name]; !ok {
 			return failed(drvPath, MiscFailure, "derivation '%s' does not have wanted outputs '%s'", drvPath, name)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,5 +236,77 @@ func TestSubstitute_NoFallback(t *testing.T) {
 	}
 	if len(e.builds()) != 0 {
 		t.Errorf("builds ran: %v", e.builds())
+	}
+}
+
+// TestSubstitute_WantedOutputsMerged: a request for another output of a
+// derivation whose goal is already substituting one output joins that
+// goal, which then realises the new output too before it reports success
+// (Nix's needRestart), instead of ending with only the first.
+func TestSubstitute_WantedOutputsMerged(t *testing.T) {
+	const (
+		drv    = store.Path("/nix/store/4h0v2qwm8xxqj01wh8fy4470n5il00hv-multi.drv")
+		out    = store.Path("/nix/store/ajs9bgi5f8hnvixzm0kfbyiwdnmhwrkc-multi")
+		dev    = store.Path("/nix/store/r87xhvqb2ym6nfy8bwrrnwyac3hpjf8b-multi-dev")
+		outNAR = "/nar/1yj9w28qqkhrjbc3cgx7si0xsimxyv3p8g9qf51jadyr8cc8ahh8.nar.zst"
+	)
+	dir := filepath.Join(storetest.FixturesDir(t), "cache-zstd")
+	files := http.FileServer(http.Dir(dir))
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == outNAR {
+			once.Do(func() { close(blocked) })
+			<-release
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	e := newSubstEnv(t, nil, fixtureCache(t, srv.URL))
+	storetest.AddBusybox(t, e.st)
+	storetest.AddFixtureDerivations(t, e.st)
+	realiseOutputs := func(outputs ...string) <-chan *realise.Report {
+		c := make(chan *realise.Report, 1)
+		go func() {
+			rep, err := e.w.Realise(context.Background(), realise.Request{Targets: []realise.Target{{Path: drv, Outputs: outputs}}})
+			if err != nil {
+				t.Errorf("Realise(%s!%v) = %v", drv, outputs, err)
+			}
+			c <- rep
+		}()
+		return c
+	}
+	first := realiseOutputs("out")
+	select {
+	case <-blocked:
+	case <-time.After(time.Minute):
+		t.Fatal("the first request never fetched the NAR of out")
+	}
+	second := realiseOutputs("dev")
+	// Let the second request reach the goal; if it is late, it starts a
+	// goal of its own and the test proves nothing, but still passes.
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	for _, c := range []<-chan *realise.Report{first, second} {
+		rep := <-c
+		if rep == nil {
+			continue
+		}
+		if res := rep.Results[0]; !res.Status.Success() {
+			t.Errorf("%v: %v %v", res.Target, res.Status, res.Err)
+		}
+	}
+	for _, p := range []store.Path{out, dev} {
+		if ok, err := e.st.IsValid(p); err != nil || !ok {
+			t.Errorf("IsValid(%s) = %v, %v after both requests succeeded; want true", p, ok, err)
+		}
 	}
 }

@@ -74,6 +74,11 @@ type goal struct {
 	// wanted is the set of a derivation goal's outputs that were asked
 	// for; nil means all. Requesters merge theirs in while the goal runs.
 	wanted map[string]bool
+	// wantedGen counts the changes to wanted; usedGen is the count the
+	// goal's body last read (takeWantedOutputs). When they differ at the
+	// end, outputs were asked for after the body decided what to do, and
+	// it runs again (Nix's needRestart).
+	wantedGen, usedGen int
 
 	// res is set before done is closed.
 	res *goalResult
@@ -166,9 +171,13 @@ func (w *Worker) acquire(key goalKey, keepGoing bool, wanted []string, body func
 		if g.wanted != nil {
 			if wanted == nil {
 				g.wanted = nil
+				g.wantedGen++
 			} else {
 				for _, o := range wanted {
-					g.wanted[o] = true
+					if !g.wanted[o] {
+						g.wanted[o] = true
+						g.wantedGen++
+					}
 				}
 			}
 		}
@@ -190,15 +199,30 @@ func (w *Worker) acquire(key goalKey, keepGoing bool, wanted []string, body func
 
 func (w *Worker) runGoal(g *goal, body func(*goal) *goalResult) {
 	defer w.wg.Done()
-	res := body(g)
-	if res.err == nil && !res.status.Success() {
-		panic("realise: invariant broken: a failed goal without an error")
+	var res *goalResult
+	for {
+		r := body(g)
+		if r.err == nil && !r.status.Success() {
+			panic("realise: invariant broken: a failed goal without an error")
+		}
+		if res == nil || r.status != AlreadyValid {
+			res = r // a rerun that found all valid keeps the first run's status
+		} else {
+			res.outputs = r.outputs
+		}
+		w.mu.Lock()
+		if r.status.Success() && g.wantedGen != g.usedGen && g.ctx.Err() == nil {
+			// More outputs are wanted than this run saw: run again for
+			// them, still in the map so requesters keep joining.
+			w.mu.Unlock()
+			continue
+		}
+		if w.goals[g.key] == g {
+			delete(w.goals, g.key)
+		}
+		w.mu.Unlock()
+		break
 	}
-	w.mu.Lock()
-	if w.goals[g.key] == g {
-		delete(w.goals, g.key)
-	}
-	w.mu.Unlock()
 	g.res = res
 	g.cancel(nil)
 	close(g.done)
@@ -215,15 +239,28 @@ func (w *Worker) release(g *goal) {
 	}
 }
 
+// takeWantedOutputs is wantedOutputs for the goal's body, which decides
+// with it what to realise: see goal.usedGen.
+func (w *Worker) takeWantedOutputs(g *goal) map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g.usedGen = g.wantedGen
+	return copyWanted(g.wanted)
+}
+
 // wantedOutputs is the current wanted set of a derivation goal (nil: all).
 func (w *Worker) wantedOutputs(g *goal) map[string]bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if g.wanted == nil {
+	return copyWanted(g.wanted)
+}
+
+func copyWanted(wanted map[string]bool) map[string]bool {
+	if wanted == nil {
 		return nil
 	}
-	out := make(map[string]bool, len(g.wanted))
-	for k := range g.wanted {
+	out := make(map[string]bool, len(wanted))
+	for k := range wanted {
 		out[k] = true
 	}
 	return out
