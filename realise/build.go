@@ -71,11 +71,11 @@ func (b *build) run() *BuildError {
 		OutputDir:    b.outDir,
 		FixedOutput:  b.drv.IsFixedOutput(),
 		SandboxPaths: w.opts.SandboxPaths,
-		Cores:        w.opts.Cores,
+		Cores:        b.g.pol.cores,
 		System:       b.drv.Platform,
 		// Nix never keeps a builtin's build directory (where it writes
 		// the netrc credentials).
-		KeepBuildDir: w.opts.KeepFailed && !strings.HasPrefix(b.drv.Builder, "builtin:"),
+		KeepBuildDir: b.g.pol.keepFailed && !strings.HasPrefix(b.drv.Builder, "builtin:"),
 
 		Netrc:            w.opts.Netrc,
 		CACerts:          w.opts.CACerts,
@@ -107,12 +107,12 @@ func (b *build) run() *BuildError {
 	ctx, cancel := context.WithCancelCause(b.g.ctx)
 	defer cancel(nil)
 	activity := func() {}
-	if d := w.opts.MaxSilentTime; d > 0 {
+	if d := b.g.pol.maxSilentTime; d > 0 {
 		t := time.AfterFunc(d, func() { cancel(errSilence) })
 		defer t.Stop()
 		activity = func() { t.Reset(d) }
 	}
-	if d := w.opts.Timeout; d > 0 {
+	if d := b.g.pol.timeout; d > 0 {
 		t := time.AfterFunc(d, func() { cancel(errTimeout) })
 		defer t.Stop()
 	}
@@ -148,9 +148,9 @@ func (b *build) run() *BuildError {
 	case errors.Is(runErr, errLogLimit):
 		return newBuildError(b.drvPath, LogLimitExceeded, "%s killed after writing more than %d bytes of log output", b.goalName(), w.opts.MaxLogSize)
 	case runErr != nil && errors.Is(cause, errTimeout):
-		return newBuildError(b.drvPath, TimedOut, "%s timed out after %d seconds", b.goalName(), int(w.opts.Timeout/time.Second))
+		return newBuildError(b.drvPath, TimedOut, "%s timed out after %d seconds", b.goalName(), int(b.g.pol.timeout/time.Second))
 	case runErr != nil && errors.Is(cause, errSilence):
-		return newBuildError(b.drvPath, TimedOut, "%s timed out after %d seconds of silence", b.goalName(), int(w.opts.MaxSilentTime/time.Second))
+		return newBuildError(b.drvPath, TimedOut, "%s timed out after %d seconds of silence", b.goalName(), int(b.g.pol.maxSilentTime/time.Second))
 	case runErr != nil && b.g.ctx.Err() != nil:
 		return cancelled(b.drvPath, context.Cause(b.g.ctx)).err
 	case runErr != nil:

@@ -23,7 +23,7 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	mode := g.key.mode
 	if ok, err := w.st.IsValid(drvPath); err == nil && !ok && len(w.opts.Substituters) > 0 {
 		// The .drv itself may come from a cache.
-		sub := w.acquire(goalKey{substitutionGoal, drvPath, Normal}, g.keepGoing, nil, w.runSubstitutionGoal)
+		sub := w.acquire(goalKey{substitutionGoal, drvPath, Normal}, g.pol, nil, w.runSubstitutionGoal)
 		res, err := wait(g.ctx, sub)
 		w.release(sub)
 		if err != nil {
@@ -98,9 +98,9 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	}
 	store.SortPaths(inDrvs)
 	for _, p := range inDrvs {
-		subs = append(subs, w.acquire(goalKey{derivationGoal, p, inputMode}, g.keepGoing, drv.InputDrvs[p], w.runDerivationGoal))
+		subs = append(subs, w.acquire(goalKey{derivationGoal, p, inputMode}, g.pol, drv.InputDrvs[p], w.runDerivationGoal))
 	}
-	failures, err := waitAll(g.ctx, subs, g.keepGoing)
+	failures, err := waitAll(g.ctx, subs, g.pol.keepGoing)
 	if err != nil {
 		return cancelled(drvPath, err)
 	}
@@ -331,7 +331,7 @@ func (w *Worker) substituteOutputs(g *goal, drvPath store.Path, attrs *store.Att
 		if ok, _ := w.st.IsValid(outputs[n]); ok {
 			continue
 		}
-		subs = append(subs, w.acquire(goalKey{substitutionGoal, outputs[n], Normal}, true, nil, w.runSubstitutionGoal))
+		subs = append(subs, w.acquire(goalKey{substitutionGoal, outputs[n], Normal}, keepGoing(g.pol), nil, w.runSubstitutionGoal))
 	}
 	if _, err := waitAll(g.ctx, subs, true); err != nil {
 		return cancelled(drvPath, err)
@@ -345,7 +345,7 @@ func (w *Worker) substituteOutputs(g *goal, drvPath store.Path, attrs *store.Att
 	if ok, err := w.outputsValid(outputs, wanted); err == nil && ok {
 		return &goalResult{status: Substituted, outputs: outputs}
 	}
-	if nFailed > 0 && !w.opts.Fallback {
+	if nFailed > 0 && !g.pol.fallback {
 		return failed(drvPath, TransientFailure, "some substitutes for the outputs of derivation '%s' failed (usually happens due to networking issues); try '--fallback' to build derivation from source ", drvPath)
 	}
 	return nil

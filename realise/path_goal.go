@@ -24,14 +24,14 @@ func (w *Worker) runPathGoal(g *goal) *goalResult {
 	}
 	var substErr *goalResult
 	if len(w.opts.Substituters) > 0 {
-		sub := w.acquire(goalKey{substitutionGoal, p, g.key.mode}, g.keepGoing, nil, w.runSubstitutionGoal)
+		sub := w.acquire(goalKey{substitutionGoal, p, g.key.mode}, g.pol, nil, w.runSubstitutionGoal)
 		res, err := wait(g.ctx, sub)
 		w.release(sub)
 		if err != nil {
 			return cancelled("", err)
 		}
 		if res.status != NoSubstituters {
-			if res.status.Success() || !w.opts.Fallback {
+			if res.status.Success() || !g.pol.fallback {
 				return res
 			}
 			substErr = res
@@ -49,7 +49,7 @@ func (w *Worker) runPathGoal(g *goal) *goalResult {
 		if g.key.mode == Repair {
 			mode = Repair
 		}
-		sub := w.acquire(goalKey{derivationGoal, d.Drv, mode}, g.keepGoing, []string{d.Output}, w.runDerivationGoal)
+		sub := w.acquire(goalKey{derivationGoal, d.Drv, mode}, g.pol, []string{d.Output}, w.runDerivationGoal)
 		defer w.release(sub)
 		res, err := wait(g.ctx, sub)
 		if err != nil {

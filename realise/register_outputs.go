@@ -235,7 +235,7 @@ func (b *build) compareWithValid(names []string, outs map[string]*builtOutput) *
 		}
 		real := b.w.st.RealPath(o.info.Path)
 		diffHook := b.w.opts.RunDiffHook && b.w.opts.DiffHook != ""
-		if b.w.opts.KeepFailed || diffHook {
+		if b.g.pol.keepFailed || diffHook {
 			dst := real + ".check"
 			store.RemoveTree(dst)
 			if err := os.Rename(o.actual, dst); err == nil {

@@ -83,7 +83,7 @@ func (w *Worker) substituteReferences(g *goal, p store.Path, ni *cache.NARInfo) 
 		if ok, _ := w.st.IsValid(r); ok {
 			continue
 		}
-		subs = append(subs, w.acquire(goalKey{substitutionGoal, r, Normal}, g.keepGoing, nil, w.runSubstitutionGoal))
+		subs = append(subs, w.acquire(goalKey{substitutionGoal, r, Normal}, g.pol, nil, w.runSubstitutionGoal))
 	}
 	// Valid paths never refer to each other in a cycle, but a cache may
 	// say they do; the goals would then wait for each other for ever.
@@ -93,7 +93,7 @@ func (w *Worker) substituteReferences(g *goal, p store.Path, ni *cache.NARInfo) 
 		return &goalResult{status: DependencyFailed, err: e}
 	}
 	defer w.waitOn(g, nil)
-	failures, err := waitAll(g.ctx, subs, g.keepGoing)
+	failures, err := waitAll(g.ctx, subs, g.pol.keepGoing)
 	if err != nil {
 		return cancelled("", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/storefs/storefs/sandbox"
 	"github.com/storefs/storefs/store"
@@ -60,8 +61,10 @@ type goalKey struct {
 // requests and parent goals that wait for it) are counted, and an orphan
 // is cancelled when Options.CancelOrphans is set.
 type goal struct {
-	key       goalKey
-	keepGoing bool
+	key goalKey
+	// pol is the policy of the request that started the goal, handed on
+	// to the goals it starts.
+	pol policy
 	ctx       context.Context
 	cancel    context.CancelCauseFunc
 	done      chan struct{}
@@ -163,7 +166,7 @@ func (w *Worker) Store() *store.Store { return w.st }
 // acquire returns the goal for key, starting it if there is none (or the
 // one there is cancelled), and counts the caller as a holder. For a
 // derivation goal, wanted (nil: all) is merged into the goal's.
-func (w *Worker) acquire(key goalKey, keepGoing bool, wanted []string, body func(*goal) *goalResult) *goal {
+func (w *Worker) acquire(key goalKey, pol policy, wanted []string, body func(*goal) *goalResult) *goal {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if g, ok := w.goals[key]; ok && g.ctx.Err() == nil {
@@ -183,7 +186,7 @@ func (w *Worker) acquire(key goalKey, keepGoing bool, wanted []string, body func
 		}
 		return g
 	}
-	g := &goal{key: key, keepGoing: keepGoing, done: make(chan struct{}), holders: 1}
+	g := &goal{key: key, pol: pol, done: make(chan struct{}), holders: 1}
 	if wanted != nil {
 		g.wanted = map[string]bool{}
 		for _, o := range wanted {
@@ -338,6 +341,49 @@ type Request struct {
 	// everything else this request started.
 	KeepGoing bool
 	Mode      BuildMode
+
+	// The settings below are a request's own, as a Nix daemon takes them
+	// from each client. They apply to the goals the request starts; a
+	// goal it joins keeps the settings of the request that started it.
+	// Zero values leave the Worker's Options in force.
+
+	// Fallback builds when substitutes fail (Options.Fallback).
+	Fallback bool
+	// KeepFailed keeps failed build directories (Options.KeepFailed).
+	KeepFailed bool
+	// Timeout and MaxSilentTime override the Options' when non-zero.
+	Timeout, MaxSilentTime time.Duration
+	// Cores overrides Options.Cores when non-zero.
+	Cores int
+}
+
+// policy is what a goal does on failure and how it builds: the Worker's
+// Options with its request's settings applied (see Request).
+type policy struct {
+	keepGoing, fallback, keepFailed bool
+	timeout, maxSilentTime          time.Duration
+	cores                           int
+}
+
+func (w *Worker) policyFor(req *Request) policy {
+	p := policy{
+		keepGoing:     req.KeepGoing,
+		fallback:      w.opts.Fallback || req.Fallback,
+		keepFailed:    w.opts.KeepFailed || req.KeepFailed,
+		timeout:       w.opts.Timeout,
+		maxSilentTime: w.opts.MaxSilentTime,
+		cores:         w.opts.Cores,
+	}
+	if req.Timeout != 0 {
+		p.timeout = req.Timeout
+	}
+	if req.MaxSilentTime != 0 {
+		p.maxSilentTime = req.MaxSilentTime
+	}
+	if req.Cores != 0 {
+		p.cores = req.Cores
+	}
+	return p
 }
 
 // Result is how one target ended.
@@ -393,8 +439,9 @@ func (w *Worker) Realise(ctx context.Context, req Request) (*Report, error) {
 			w.release(t.g)
 		}
 	}()
+	pol := w.policyFor(&req)
 	for _, t := range req.Targets {
-		g, err := w.goalFor(t, req.KeepGoing, req.Mode)
+		g, err := w.goalFor(t, pol, req.Mode)
 		if err != nil {
 			return nil, err
 		}
@@ -427,17 +474,17 @@ func (w *Worker) Realise(ctx context.Context, req Request) (*Report, error) {
 }
 
 // goalFor starts or joins the goal that realises t.
-func (w *Worker) goalFor(t Target, keepGoing bool, mode BuildMode) (*goal, error) {
+func (w *Worker) goalFor(t Target, pol policy, mode BuildMode) (*goal, error) {
 	if t.Path.Dir() != w.st.Dir {
 		return nil, fmt.Errorf("path '%s' is not in the Nix store", t.Path)
 	}
 	if t.Path.IsDerivation() {
-		return w.acquire(goalKey{derivationGoal, t.Path, mode}, keepGoing, t.Outputs, w.runDerivationGoal), nil
+		return w.acquire(goalKey{derivationGoal, t.Path, mode}, pol, t.Outputs, w.runDerivationGoal), nil
 	}
 	if len(t.Outputs) > 0 {
 		return nil, fmt.Errorf("'%s' is not a derivation, so it has no outputs to select", t.Path)
 	}
-	return w.acquire(goalKey{pathGoal, t.Path, mode}, keepGoing, nil, w.runPathGoal), nil
+	return w.acquire(goalKey{pathGoal, t.Path, mode}, pol, nil, w.runPathGoal), nil
 }
 
 func selectOutputs(t Target, res *goalResult) map[string]store.Path {
@@ -491,4 +538,11 @@ func (w *Worker) RealisePath(ctx context.Context, p store.Path) error {
 		return res.Err
 	}
 	return nil
+}
+
+// keepGoing is pol with keep-going on: the substitutions of a
+// derivation's outputs all run, so that it knows which failed.
+func keepGoing(pol policy) policy {
+	pol.keepGoing = true
+	return pol
 }

@@ -311,3 +311,32 @@ func TestMount_RefusesNonEmpty(t *testing.T) {
 		t.Fatal("it mounted anyway")
 	}
 }
+
+// TestMount_RealiseSettingsReachTheDaemon: a realise run through the mount
+// daemon's worker builds with its own --keep-failed and --timeout (as a
+// Nix daemon takes settings from each client), and is warned that -j stays
+// the daemon's.
+func TestMount_RealiseSettingsReachTheDaemon(t *testing.T) {
+	in, _ := mountFixture(t)
+	failing, _ := in.addDrv("fails", "echo about to fail; exit 1", nil)
+	r := in.run("", "realise", "--keep-failed", "-j", "4", failing)
+	if r.code != 100 {
+		t.Fatalf("realise of a failing derivation: exit %d, want 100\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "note: keeping build directory '"+in.state+"/failed/") {
+		t.Errorf("--keep-failed through the daemon kept nothing:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "warning: 'max-jobs' is the mount daemon's ('1'), not '4'") {
+		t.Errorf("no warning that -j stays the daemon's:\n%s", r.stderr)
+	}
+
+	slow, _ := in.addDrv("slow", "sleep 30; mkdir $out", nil)
+	start := time.Now()
+	r = in.run("", "realise", "--timeout", "1", slow)
+	if r.code != 101 || !strings.Contains(r.stderr, "timed out after 1 seconds") {
+		t.Errorf("realise --timeout 1 through the daemon: exit %d, want 101 and a timeout\n%s", r.code, r.stderr)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the timeout took %v", d)
+	}
+}

@@ -21,6 +21,8 @@ import (
 type shared struct {
 	st *store.Store
 	w  *realise.Worker
+	// settings are the daemon's, with which w was made.
+	settings *Settings
 }
 
 // failureTTL is how long a failed lookup-triggered build is remembered, so
@@ -103,7 +105,7 @@ func (a *app) cmdMount(c *cli.Context) error {
 	}
 	defer os.Remove(a.socketPath())
 	fmt.Fprintf(a.stderr, "storefs: serving %s on %s (state in %s); stop with Ctrl-C\n", st.Dir, mountpoint, a.stateDir)
-	sh := &shared{st: st, w: w}
+	sh := &shared{st: st, w: w, settings: a.settings}
 	handler := func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runShared(ctx, args, stdin, stdout, stderr, sh)
 	}

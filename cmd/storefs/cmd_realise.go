@@ -195,6 +195,37 @@ func parseSandboxPaths(entries []string) ([]sandbox.BindPath, error) {
 	return out, nil
 }
 
+// daemonWideSettings are the settings of the mount daemon's worker that a
+// request cannot change: they shape the one worker every request shares.
+var daemonWideSettings = []string{
+	"max-jobs", "max-substitution-jobs", "substituters", "trusted-public-keys",
+	"require-sigs", "sandbox", "sandbox-paths", "system", "extra-platforms",
+	"system-features", "impersonate-linux-26", "start-id", "id-count",
+}
+
+// requestSettings puts a command's own build settings (flags and
+// --option) into req, for the mount daemon's worker, as a Nix daemon
+// takes them from each client; it warns about the settings that stay
+// the daemon's.
+func (a *app) requestSettings(c *cli.Context, req *realise.Request) error {
+	opts, err := a.workerOptions(c)
+	if err != nil {
+		return err
+	}
+	req.Fallback, req.KeepFailed = opts.Fallback, opts.KeepFailed
+	req.Timeout, req.MaxSilentTime, req.Cores = opts.Timeout, opts.MaxSilentTime, opts.Cores
+	for _, name := range daemonWideSettings {
+		mine, theirs := a.settings.String(name), a.shared.settings.String(name)
+		if name == "max-jobs" && c.IsSet("max-jobs") {
+			mine = c.String("max-jobs")
+		}
+		if mine != theirs {
+			fmt.Fprintf(a.stderr, "warning: '%s' is the mount daemon's ('%s'), not '%s'; restart 'storefs mount' to change it\n", name, theirs, mine)
+		}
+	}
+	return nil
+}
+
 // newWorker makes the sandbox runner and the worker for st; in the daemon
 // it returns the daemon's worker. close releases it.
 func (a *app) newWorker(c *cli.Context, st *store.Store) (w *realise.Worker, close func(), err error) {
@@ -295,6 +326,11 @@ func (a *app) cmdRealise(c *cli.Context) error {
 		req.Mode = realise.Check
 	case c.Bool("repair"):
 		req.Mode = realise.Repair
+	}
+	if a.shared != nil {
+		if err := a.requestSettings(c, &req); err != nil {
+			return err
+		}
 	}
 	return a.withStore(c, func(st *store.Store) error {
 		w, closeWorker, err := a.newWorker(c, st)
