@@ -64,10 +64,10 @@ type goal struct {
 	key goalKey
 	// pol is the policy of the request that started the goal, handed on
 	// to the goals it starts.
-	pol policy
-	ctx       context.Context
-	cancel    context.CancelCauseFunc
-	done      chan struct{}
+	pol    policy
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	done   chan struct{}
 
 	// Guarded by Worker.mu.
 	holders int
