@@ -183,6 +183,32 @@ func (db *DB) Referrers(p Path) ([]Path, error) {
 	return out, err
 }
 
+// referredFromOutside lists the paths of ps that a valid path outside
+// inside refers to, in one read transaction.
+func (db *DB) referredFromOutside(ps []Path, inside PathSet) ([]Path, error) {
+	var out []Path
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		refs := tx.Bucket(bucketReferrers)
+		for _, p := range ps {
+			held := false
+			err := scanPrefix(refs, p.Base(), func(rest string, _ []byte) error {
+				if r := Path(string(db.dir) + "/" + rest); r != p && !inside.Has(r) {
+					held = true
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if held {
+				out = append(out, p)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Closure returns the requisites of ps: the paths themselves and everything
 // they refer to, transitively, sorted. All must be valid.
 func (db *DB) Closure(ps []Path) ([]Path, error) {

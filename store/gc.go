@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -62,6 +63,8 @@ func (s *Store) GC(ctx context.Context, opts *GCOptions) (*GCResult, error) {
 		}
 		return res, nil
 	}
+	// pending holds the dead paths not yet made invalid.
+	pending := NewPathSet(dead...)
 	for len(dead) > 0 {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -73,8 +76,15 @@ func (s *Store) GC(ctx context.Context, opts *GCOptions) (*GCResult, error) {
 		}
 		batch := dead[:n]
 		dead = dead[n:]
-		if err := s.DB.unregister(batch); err != nil {
+		if s.gcBatchHook != nil {
+			s.gcBatchHook(batch)
+		}
+		batch, dead, err = s.unregisterDead(batch, dead, pending)
+		if err != nil {
 			return res, fmt.Errorf("collecting garbage: %w", err)
+		}
+		if len(batch) == 0 {
+			continue
 		}
 		s.notifyInvalid(batch)
 		for _, p := range batch {
@@ -95,11 +105,75 @@ func (s *Store) GC(ctx context.Context, opts *GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
-// deadPaths computes, under the temporary roots' lock, the valid paths no
-// root keeps alive, ordered referrers first.
-func (s *Store) deadPaths(opts *GCOptions) ([]Path, error) {
+// unregisterDead makes the paths of batch invalid, except those that
+// became alive since the dead set was computed: a temporary root added
+// meanwhile (a goal that found its input valid), a path now referred to
+// by a valid path that is not about to go (one registered meanwhile, or
+// kept by this check), and everything such a path refers to. The kept
+// paths are dropped from batch and from rest (the later batches) and
+// forgotten in pending, which holds the dead paths not yet invalid.
+//
+// The check and the unregistration happen under TempRoots.gc, which
+// TempRoots.Add takes too: a root added before is seen here, one added
+// after finds its path already invalid (and the goal realises it again).
+// Keeping the whole closure of a kept path below it, and checking
+// referrers, preserve the referrers-first order: no kept path refers to a
+// path made invalid.
+func (s *Store) unregisterDead(batch, rest []Path, pending PathSet) (kept, left []Path, err error) {
 	s.TempRoots.gc.Lock()
 	defer s.TempRoots.gc.Unlock()
+	var seeds []Path
+	for _, p := range s.TempRoots.list() {
+		if pending.Has(p) {
+			seeds = append(seeds, p)
+		}
+	}
+	// A valid referrer outside pending stays, so its reference must too.
+	// Referrers in pending are dead and come earlier in the order (this
+	// batch or a kept path's closure, which is handled through seeds).
+	held, err := s.DB.referredFromOutside(batch, pending)
+	if err != nil {
+		return nil, nil, err
+	}
+	seeds = append(seeds, held...)
+	keep := NewPathSet()
+	for len(seeds) > 0 {
+		p := seeds[len(seeds)-1]
+		seeds = seeds[:len(seeds)-1]
+		if keep.Has(p) || !pending.Has(p) {
+			continue
+		}
+		keep.Add(p)
+		info, err := s.PathInfo(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		seeds = append(seeds, info.References...)
+	}
+	if len(keep) > 0 {
+		s.logger.Debug("garbage collection keeps paths that became alive", "count", len(keep))
+		batch = slices.DeleteFunc(batch, keep.Has)
+		rest = slices.DeleteFunc(rest, keep.Has)
+		for p := range keep {
+			delete(pending, p)
+		}
+	}
+	if len(batch) == 0 {
+		return batch, rest, nil
+	}
+	if err := s.DB.unregister(batch); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range batch {
+		delete(pending, p)
+	}
+	return batch, rest, nil
+}
+
+// deadPaths computes the valid paths no root keeps alive, ordered
+// referrers first. It does not hold off new temporary roots: each batch
+// is checked again before it goes (unregisterDead).
+func (s *Store) deadPaths(opts *GCOptions) ([]Path, error) {
 	roots, err := s.Roots()
 	if err != nil {
 		return nil, err

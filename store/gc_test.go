@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/storefs/storefs/store"
@@ -151,6 +152,135 @@ func TestStore_Open_SweepsAfterCrash(t *testing.T) {
 	for _, p := range []string{stray, lock} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("%s survived reopening after a crash", p)
+		}
+	}
+}
+
+// TestStore_GC_RootsAddedDuringCollection: a path that becomes alive after
+// the dead set is computed but before its batch goes survives, with its
+// closure: a goal adding a temporary root and finding the path valid, or
+// a path registered meanwhile that refers to it. The referrers-first
+// order is kept (the cleanup verifies the closure invariant).
+func TestStore_GC_RootsAddedDuringCollection(t *testing.T) {
+	cases := []struct {
+		name string
+		// maxFreed > 0 makes batches of 16, so the hook runs several times.
+		maxFreed uint64
+		// batchNo is the batch during which the path becomes alive.
+		batchNo int
+		// byReferrer registers a new path referring to it, instead of
+		// adding a temporary root.
+		byReferrer bool
+	}{
+		{name: "TempRoot/FirstBatch", batchNo: 1},
+		{name: "TempRoot/LaterBatch", maxFreed: 1 << 60, batchNo: 3},
+		{name: "NewReferrer/FirstBatch", batchNo: 1, byReferrer: true},
+		{name: "NewReferrer/LaterBatch", maxFreed: 1 << 60, batchNo: 3, byReferrer: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := storetest.NewStore(t, nil)
+			ps := addGraph(t, st, 100)
+			var alive store.Path
+			calls := 0
+			store.SetGCBatchHook(st, func(batch []store.Path) {
+				if calls++; calls != tc.batchNo {
+					return
+				}
+				// The last of the batch: the one with the largest closure
+				// among what is left, referrers first.
+				p := batch[len(batch)-1]
+				if tc.byReferrer {
+					n, err := st.AddText(context.Background(), "late-referrer", []byte(p), []store.Path{p})
+					if err != nil {
+						t.Errorf("AddText(referring to %s) = %v", p, err)
+						return
+					}
+					alive = n
+					return
+				}
+				t.Cleanup(st.TempRoots.Add(p))
+				if ok, err := st.IsValid(p); !ok || err != nil {
+					t.Errorf("IsValid(%s) = %v, %v before its batch went", p, ok, err)
+				}
+				alive = p
+			})
+			res, err := st.GC(context.Background(), &store.GCOptions{MaxFreed: tc.maxFreed})
+			if err != nil {
+				t.Fatalf("GC() = %v, want nil", err)
+			}
+			if alive == "" {
+				t.Fatalf("the hook ran %d times, want at least %d", calls, tc.batchNo)
+			}
+			want, err := st.Closure([]store.Path{alive})
+			if err != nil {
+				t.Fatalf("Closure(%s) = %v: the path or part of its closure was deleted", alive, err)
+			}
+			all, _ := st.AllValid()
+			if fmt.Sprint(all) != fmt.Sprint(want) {
+				t.Errorf("after GC %d valid paths, want the %d of %s's closure", len(all), len(want), alive)
+			}
+			total := len(ps)
+			if tc.byReferrer {
+				total++ // the late referrer
+			}
+			if len(res.Deleted) != total-len(all) {
+				t.Errorf("GC deleted %d paths, want %d", len(res.Deleted), total-len(all))
+			}
+		})
+	}
+}
+
+// TestStore_GC_TempRootsRace: goroutines keep adding temporary roots to
+// random paths while GC runs; every path found valid after its root was
+// added is still valid when GC ends.
+func TestStore_GC_TempRootsRace(t *testing.T) {
+	st := storetest.NewStore(t, nil)
+	ps := addGraph(t, st, 300)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var seen []store.Path
+	var releases []func()
+	defer func() {
+		for _, r := range releases {
+			r()
+		}
+	}()
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				p := ps[rng.Intn(len(ps))]
+				release := st.TempRoots.Add(p)
+				if ok, _ := st.IsValid(p); ok {
+					mu.Lock()
+					seen = append(seen, p)
+					releases = append(releases, release)
+					mu.Unlock()
+				} else {
+					release()
+				}
+			}
+		}(int64(g))
+	}
+	// Batches of 16 give the goroutines many windows between batches.
+	_, err := st.GC(context.Background(), &store.GCOptions{MaxFreed: 1 << 60})
+	close(done)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("GC() = %v, want nil", err)
+	}
+	for _, p := range seen {
+		if ok, _ := st.IsValid(p); !ok {
+			t.Errorf("%s was found valid under a temporary root, then collected", p)
 		}
 	}
 }

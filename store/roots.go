@@ -124,10 +124,11 @@ func (s *Store) resolveRoot(name string) (p Path, holder string, ok bool) {
 type TempRoots struct {
 	mu    sync.Mutex
 	count map[Path]int
-	// gc is held by the collector while it decides what is dead; adding a
+	// gc is held by the collector while it checks a batch of dead paths
+	// against the temporary roots and makes the rest invalid; adding a
 	// root waits for it, so a root added during a collection is either
-	// seen by it or added after its deletions (and the caller then finds
-	// the path invalid and realises it again).
+	// seen by that check or added after the batch is invalid (and the
+	// caller then finds the path invalid and realises it again).
 	gc sync.RWMutex
 }
 

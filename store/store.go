@@ -47,6 +47,10 @@ type Store struct {
 	// they are immutable, so entries never go stale.
 	drvHashes sync.Map
 
+	// gcBatchHook, set by tests only, runs before each GC batch is
+	// checked and made invalid, to add roots in the window between.
+	gcBatchHook func(batch []Path)
+
 	hookMu    sync.Mutex
 	onValid   []func([]Path)
 	onInvalid []func([]Path)
