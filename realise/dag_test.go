@@ -126,7 +126,19 @@ func TestWorker_KeepGoing(t *testing.T) {
 				good = append(good, addDrv(t, e.st, fmt.Sprintf("good-%d", i), fmt.Sprintf("echo %d > $out", i), gate))
 			}
 			top := addDrv(t, e.st, "top", "cat $dep0 > $out", bad)
+			start := time.Now()
 			rep := e.realise(t, realise.Request{Targets: targetsOf(append([]store.Path{top}, good...)...), KeepGoing: keepGoing})
+			if !keepGoing {
+				if d := time.Since(start); d > 1500*time.Millisecond {
+					t.Errorf("without keep-going the request took %v: it waited for the gate", d)
+				}
+				// Had the gate's builder been left running, it would
+				// finish and be registered meanwhile.
+				time.Sleep(3 * time.Second)
+				if ok, _ := e.st.IsValid(outputOf(t, e.st, gate)); ok {
+					t.Errorf("without keep-going the running gate build was not stopped")
+				}
+			}
 			if got := rep.Results[0].Status; got != realise.DependencyFailed {
 				t.Errorf("top: %v, want DependencyFailed", got)
 			}
