@@ -192,21 +192,49 @@ func (s *Store) RenameIntoPlace(tmp string, p Path) error {
 }
 
 // ReplaceValid swaps the canonical tree at tmp in as the contents of the
-// valid path p (for --repair). The old contents are moved into the
-// temporary area first, so a crash leaves either the old or the new
-// contents in place, and the leftovers are removed at the next Open.
+// valid path p (for --repair), and removes the old contents. tmp must be
+// in the store's temporary area; it is consumed.
+//
+// The two names are exchanged in one step (renameat2 RENAME_EXCHANGE), so
+// p's real path has contents at every moment, whatever kills us: the old
+// tree then sits at tmp, in the temporary area, until it is removed here
+// or at the next Open. Only when the filesystem cannot exchange (EINVAL)
+// does it fall back to two renames, moving the old contents aside first:
+// a crash between them leaves p valid without contents (verify reports
+// it missing, and --repair fixes it), which is why that is the fallback.
 func (s *Store) ReplaceValid(tmp string, p Path) error {
 	real := s.RealPath(p)
-	old, err := os.MkdirTemp(s.tmpDir, "old-")
+	if _, err := os.Lstat(real); errors.Is(err, os.ErrNotExist) {
+		// Nothing to keep in place: the contents are missing already.
+		if err := os.Rename(tmp, real); err != nil {
+			return fmt.Errorf("replacing %s: %w", p, err)
+		}
+		return nil
+	}
+	err := exchange(tmp, real)
+	if err == nil {
+		// tmp now holds the old contents.
+		if err := removeTree(tmp); err != nil {
+			return fmt.Errorf("removing old contents of %s: %w", p, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, errNoExchange) {
+		return fmt.Errorf("replacing %s: %w", p, err)
+	}
+	s.logger.Debug("no atomic exchange; replacing in two renames", "path", p)
+	old, err := s.MkdirTemp("old-")
 	if err != nil {
 		return fmt.Errorf("replacing %s: %w", p, err)
 	}
 	aside := filepath.Join(old, p.Base())
 	if err := os.Rename(real, aside); err != nil && !errors.Is(err, os.ErrNotExist) {
+		removeTree(old)
 		return fmt.Errorf("replacing %s: %w", p, err)
 	}
 	if err := os.Rename(tmp, real); err != nil {
 		os.Rename(aside, real)
+		removeTree(old)
 		return fmt.Errorf("replacing %s: %w", p, err)
 	}
 	return removeTree(old)

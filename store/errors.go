@@ -23,3 +23,10 @@ var (
 	// still refer to.
 	ErrHasReferrers = errors.New("path is still referenced")
 )
+
+// Errors of moving contents into place.
+var (
+	// errNoExchange is returned by exchange when the filesystem (or the
+	// kernel) cannot swap two names atomically.
+	errNoExchange = errors.New("atomic exchange not supported")
+)
