@@ -25,7 +25,10 @@ type Cache interface {
 	Info(ctx context.Context) (*Info, error)
 
 	// NARInfo returns the narinfo of the path with hash part hashPart,
-	// or ErrNotFound. The narinfo names a path with that hash part.
+	// or ErrNotFound. The narinfo names a path with that hash part. Like
+	// NAR, it fails, naming both store directories, when the cache's
+	// nix-cache-info is for another store directory (read once per
+	// cache; a cache without one is for ours).
 	NARInfo(ctx context.Context, hashPart string) (*NARInfo, error)
 
 	// NAR returns the NAR that ni describes, decompressed, as a stream

@@ -43,6 +43,9 @@
 //     cache never finds a narinfo whose references are missing.
 //   - A narinfo is only believed for the path asked for: a cache's answer
 //     for hash part h must name a store path with hash part h.
+//   - A cache is only read for the store directory it is for: before its
+//     first narinfo or NAR, a cache reads its nix-cache-info, and refuses
+//     every read if the StoreDir there is not ours.
 //   - Hostile caches: narinfo URLs cannot leave the cache directory, the
 //     NAR reader rejects anything that would write outside its target
 //     (see store/nar), and signatures count only from trusted keys.

@@ -25,8 +25,9 @@ const writeBufSize = 256 << 10
 // LocalBinaryCacheStore: <dir>/nix-cache-info, <dir>/<hash>.narinfo and
 // <dir>/nar/<file hash>.nar.<ext>.
 type fileCache struct {
-	dir string
-	o   *options
+	dir  string
+	o    *options
+	info *infoMemo
 }
 
 // NewFileCache returns the binary cache in directory dir (file://dir). It
@@ -43,21 +44,22 @@ func NewFileCache(dir string, opts *Options) (Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("binary cache directory %s: %w", dir, err)
 	}
-	return &fileCache{dir: abs, o: o}, nil
+	return &fileCache{dir: abs, o: o, info: newInfoMemo()}, nil
 }
 
 func (c *fileCache) URL() string { return "file://" + c.dir }
 
 func (c *fileCache) Info(ctx context.Context) (*Info, error) {
-	data, err := c.read(infoFile, maxInfoSize)
-	if err != nil {
-		return nil, err
-	}
-	return checkInfo(data, c.URL(), c.o)
+	return c.info.get(ctx, c.readInfo, c.URL(), c.o)
 }
+
+func (c *fileCache) readInfo() ([]byte, error) { return c.read(infoFile, maxInfoSize) }
 
 func (c *fileCache) NARInfo(ctx context.Context, hashPart string) (*NARInfo, error) {
 	if err := checkHashPart(hashPart); err != nil {
+		return nil, err
+	}
+	if err := c.info.usable(ctx, c.readInfo, c.URL(), c.o); err != nil {
 		return nil, err
 	}
 	name := narInfoFile(hashPart)
@@ -89,6 +91,9 @@ func (c *fileCache) read(name string, limit int64) ([]byte, error) {
 }
 
 func (c *fileCache) NAR(ctx context.Context, ni *NARInfo) (io.ReadCloser, error) {
+	if err := c.info.usable(ctx, c.readInfo, c.URL(), c.o); err != nil {
+		return nil, err
+	}
 	rel, err := narPath(ni.URL)
 	if err != nil {
 		return nil, fmt.Errorf("binary cache '%s', path '%s': %w", c.URL(), ni.StorePath, err)
@@ -185,6 +190,9 @@ func (c *fileCache) PutNARInfo(ctx context.Context, ni *NARInfo) error {
 }
 
 func (c *fileCache) PutInfo(ctx context.Context, info *Info) error {
+	if err := c.info.forget(ctx); err != nil {
+		return err
+	}
 	if err := c.write(infoFile, info.String()); err != nil {
 		return fmt.Errorf("writing nix-cache-info to '%s': %w", c.URL(), err)
 	}

@@ -186,6 +186,10 @@ func TestFetch_EndlessNAR(t *testing.T) {
 	t.Run("HTTP", func(t *testing.T) {
 		var sent atomic.Int64
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/"+ni.URL {
+				http.NotFound(w, r)
+				return
+			}
 			buf := make([]byte, 64<<10)
 			src := endlessNAR()
 			for r.Context().Err() == nil {

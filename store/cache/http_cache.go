@@ -21,6 +21,7 @@ type httpCache struct {
 	base   string // the cache URL without a trailing slash or query
 	client *http.Client
 	o      *options
+	info   *infoMemo
 }
 
 // NewHTTPCache returns the binary cache at rawURL (http:// or https://).
@@ -59,21 +60,26 @@ func NewHTTPCache(rawURL string, opts *Options) (Cache, error) {
 		base:   strings.TrimSuffix(u.String(), "/"),
 		client: &http.Client{Transport: transport},
 		o:      o,
+		info:   newInfoMemo(),
 	}, nil
 }
 
 func (c *httpCache) URL() string { return c.base }
 
 func (c *httpCache) Info(ctx context.Context) (*Info, error) {
-	data, err := c.fetch(ctx, c.base+"/"+infoFile, maxInfoSize)
-	if err != nil {
-		return nil, err
-	}
-	return checkInfo(data, c.URL(), c.o)
+	return c.info.get(ctx, c.infoReader(ctx), c.URL(), c.o)
+}
+
+// infoReader reads the cache's nix-cache-info with ctx.
+func (c *httpCache) infoReader(ctx context.Context) func() ([]byte, error) {
+	return func() ([]byte, error) { return c.fetch(ctx, c.base+"/"+infoFile, maxInfoSize) }
 }
 
 func (c *httpCache) NARInfo(ctx context.Context, hashPart string) (*NARInfo, error) {
 	if err := checkHashPart(hashPart); err != nil {
+		return nil, err
+	}
+	if err := c.info.usable(ctx, c.infoReader(ctx), c.URL(), c.o); err != nil {
 		return nil, err
 	}
 	u := c.base + "/" + narInfoFile(hashPart)
@@ -102,6 +108,9 @@ func (c *httpCache) fetch(ctx context.Context, u string, limit int64) ([]byte, e
 }
 
 func (c *httpCache) NAR(ctx context.Context, ni *NARInfo) (io.ReadCloser, error) {
+	if err := c.info.usable(ctx, c.infoReader(ctx), c.URL(), c.o); err != nil {
+		return nil, err
+	}
 	u, err := c.narURL(ni.URL)
 	if err != nil {
 		return nil, fmt.Errorf("binary cache '%s', path '%s': %w", c.URL(), ni.StorePath, err)

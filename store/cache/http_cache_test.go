@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -111,7 +112,12 @@ func TestHTTPCache_Statuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			var requests atomic.Int32
+			// nix-cache-info is served, so that the status is the narinfo's.
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/nix-cache-info" {
+					io.WriteString(w, "StoreDir: /nix/store\n")
+					return
+				}
 				requests.Add(1)
 				w.WriteHeader(tc.status)
 			}))
