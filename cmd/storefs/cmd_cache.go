@@ -242,6 +242,8 @@ const defaultCachePriority = 50
 // signatures (unless require-sigs is false), skipped for a while after it
 // fails (a circuit breaker), and remembering narinfo answers in the
 // database for their TTLs; ordered by priority, lower first, as in Nix.
+// A cache for another store directory fails each lookup with Nix's
+// "binary cache '…' is for Nix stores with prefix …" (see cache.Cache).
 func (a *app) substituters(ctx context.Context, st *store.Store) ([]cache.Cache, error) {
 	urls := a.settings.Strings("substituters")
 	if len(urls) == 0 {
@@ -280,9 +282,21 @@ func (a *app) substituters(ctx context.Context, st *store.Store) ([]cache.Cache,
 		c = cache.NewNARInfoCachingCache(c, st.Dir, st.DB, posTTL, negTTL)
 		priority := defaultCachePriority
 		if len(urls) > 1 {
-			// Only an order among several needs nix-cache-info now.
-			if info, err := c.Info(ctx); err == nil && info.Priority != 0 {
-				priority = info.Priority
+			// Only an order among several needs nix-cache-info now
+			// (each cache reads it anyway before its first lookup).
+			// A cache that cannot say is tried at the default
+			// priority: one that is down is skipped by its circuit
+			// breaker, which warns, and one for another store
+			// directory stays, to fail every lookup with why.
+			info, err := c.Info(ctx)
+			switch {
+			case err == nil:
+				if info.Priority != 0 {
+					priority = info.Priority
+				}
+			case errors.Is(err, cache.ErrNotFound), errors.Is(err, cache.ErrUnavailable):
+			default:
+				a.logger.Warn("substituter cannot be used", "substituter", c.URL(), "err", err)
 			}
 		}
 		caches = append(caches, ranked{c, priority})
