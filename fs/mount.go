@@ -90,6 +90,7 @@ func Mount(mountpoint, realDir string, list Lister, res *Resolver, opts *Options
 		negativeTimeout: negative,
 		negatives:       map[string]time.Time{},
 		wake:            make(chan struct{}, 1),
+		sentc:           make(chan struct{}),
 	}
 	r.backing.RootNode = r
 	fsOpts := &gofs.Options{
@@ -152,6 +153,15 @@ func (s *Server) PathValid(p store.Path) {
 func (s *Server) PathInvalid(p store.Path) {
 	s.root.invalidate(p.Base())
 }
+
+// Flush waits until the kernel was told of every path that became valid
+// or invalid before the call (PathValid, PathInvalid), or ctx is done.
+// The telling runs in its own goroutine, because the kernel holds it up
+// while any lookup in the store directory is in progress (which may be
+// the one waiting for the path); a command that changed the store calls
+// Flush, outside any lookup, before it reports that it is done, so that
+// what it made valid is there at once.
+func (s *Server) Flush(ctx context.Context) error { return s.root.flush(ctx) }
 
 // Unmount unmounts the store. If the mount is busy it is detached lazily,
 // so that no stale mount remains either way.

@@ -40,6 +40,11 @@ type root struct {
 	// notifier goroutine.
 	pending []string
 	wake    chan struct{}
+	// queued counts the names ever put in pending, sent those the
+	// notifier has sent; sentc is closed (and replaced) after each batch.
+	// Flush waits with them.
+	queued, sent uint64
+	sentc        chan struct{}
 }
 
 var (
@@ -147,6 +152,7 @@ func (r *root) pathValid(p store.Path) {
 	}
 	if ok && time.Since(at) < r.negativeTimeout+time.Second {
 		r.pending = append(r.pending, name)
+		r.queued++
 		select {
 		case r.wake <- struct{}{}:
 		default:
@@ -160,6 +166,7 @@ func (r *root) invalidate(name string) {
 	r.mu.Lock()
 	delete(r.negatives, name)
 	r.pending = append(r.pending, name)
+	r.queued++
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -183,6 +190,32 @@ func (r *root) notifier(ctx context.Context) {
 			if errno := r.NotifyEntry(name); errno != 0 && errno != syscall.ENOENT {
 				r.logger.Debug("invalidating entry", "name", name, "errno", errno)
 			}
+		}
+		r.mu.Lock()
+		r.sent += uint64(len(names))
+		close(r.sentc)
+		r.sentc = make(chan struct{})
+		r.mu.Unlock()
+	}
+}
+
+// flush waits until the notifier has sent what was queued before the
+// call, or ctx is done.
+func (r *root) flush(ctx context.Context) error {
+	r.mu.Lock()
+	target := r.queued
+	r.mu.Unlock()
+	for {
+		r.mu.Lock()
+		done, ch := r.sent >= target, r.sentc
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
 		}
 	}
 }

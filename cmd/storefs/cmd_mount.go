@@ -23,7 +23,13 @@ type shared struct {
 	w  *realise.Worker
 	// settings are the daemon's, with which w was made.
 	settings *Settings
+	srv      *fs.Server
 }
+
+// flushTimeout bounds how long a command run by the daemon waits for the
+// mount to show its changes (see fs.Server.Flush): a lookup that waits
+// for a long build holds them up.
+const flushTimeout = 2 * time.Second
 
 // failureTTL is how long a failed lookup-triggered build is remembered, so
 // that a loop of lookups does not rebuild it endlessly.
@@ -105,7 +111,7 @@ func (a *app) cmdMount(c *cli.Context) error {
 	}
 	defer os.Remove(a.socketPath())
 	fmt.Fprintf(a.stderr, "storefs: serving %s on %s (state in %s); stop with Ctrl-C\n", st.Dir, mountpoint, a.stateDir)
-	sh := &shared{st: st, w: w, settings: a.settings}
+	sh := &shared{st: st, w: w, settings: a.settings, srv: srv}
 	handler := func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runShared(ctx, args, stdin, stdout, stderr, sh)
 	}

@@ -67,6 +67,15 @@ func runShared(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	cliApp := a.cli()
 	a.args = flagsFirst(cliApp.Commands, args)
 	err = cliApp.RunContext(ctx, a.args)
+	if sh != nil {
+		// What the command made valid or deleted shows in the mount
+		// before the client hears that it is done.
+		fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+		if ferr := sh.srv.Flush(fctx); ferr != nil && a.logger != nil {
+			a.logger.Debug("the mount may show stale entries for a moment", "err", ferr)
+		}
+		cancel()
+	}
 	if err != nil {
 		printError(stderr, err)
 		return exitCode(err)
