@@ -35,6 +35,11 @@ type GCResult struct {
 	Deleted []Path
 	// BytesFreed is the disk space their contents took.
 	BytesFreed uint64
+	// LeftoversFreed is the disk space that leftovers of interrupted work
+	// took (not counted in BytesFreed): invalid entries in the backing
+	// directory and entries of its temporary area that no work of this
+	// Store uses.
+	LeftoversFreed uint64
 }
 
 // gcBatch is how many paths one transaction makes invalid.
@@ -46,7 +51,8 @@ const gcBatch = 1000
 // closure invariant holds at every step; each batch is made invalid in the
 // database before its contents are removed, so a crash leaves invalid
 // leftovers (removed at the next Open), never a valid path without
-// contents. Leftovers of interrupted work are removed too.
+// contents. Leftovers of interrupted work are removed too (see
+// removeLeftovers), except with DryRun.
 func (s *Store) GC(ctx context.Context, opts *GCOptions) (*GCResult, error) {
 	if opts == nil {
 		opts = &GCOptions{}
@@ -99,10 +105,9 @@ func (s *Store) GC(ctx context.Context, opts *GCOptions) (*GCResult, error) {
 			break
 		}
 	}
-	if err := s.removeLeftovers(); err != nil {
-		return res, err
-	}
-	return res, nil
+	freed, err := s.removeLeftovers()
+	res.LeftoversFreed = freed
+	return res, err
 }
 
 // unregisterDead makes the paths of batch invalid, except those that
@@ -283,20 +288,28 @@ func diskUsage(name string) uint64 {
 }
 
 // removeLeftovers removes what interrupted work left in the backing
-// directory: entries that are not valid paths (half-moved outputs,
-// contents whose path was made invalid just before a crash), lock files
-// nobody holds, kept --check results. The temporary area is emptied by
-// Open. Only the process holding the store runs it, so a lock file that
-// is not locked is stale.
-func (s *Store) removeLeftovers() error {
+// directory, and returns the space it took: entries that are not valid
+// paths (half-moved outputs, contents whose path was made invalid just
+// before a crash), lock files nobody holds, kept --check results, and
+// entries of the temporary area that this Store did not hand out (Open
+// empties the area, so those are not work in progress; see tempArea).
+// Only the process holding the store runs it, so a lock file that is not
+// locked is stale.
+func (s *Store) removeLeftovers() (uint64, error) {
 	entries, err := os.ReadDir(s.realDir)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", s.realDir, err)
+		return 0, fmt.Errorf("reading %s: %w", s.realDir, err)
 	}
+	var freed uint64
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		if name == tmpSubdir {
+			n, err := s.removeTempLeftovers()
+			freed += n
+			if err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		if base, ok := strings.CutSuffix(name, ".lock"); ok {
@@ -320,9 +333,12 @@ func (s *Store) removeLeftovers() error {
 			}
 		}
 		s.logger.Warn("removing leftover", "name", name)
+		size := diskUsage(filepath.Join(s.realDir, name))
 		if err := removeTree(filepath.Join(s.realDir, name)); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		freed += size
 	}
-	return errors.Join(errs...)
+	return freed, errors.Join(errs...)
 }

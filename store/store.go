@@ -40,6 +40,7 @@ type Store struct {
 	stateDir string
 	realDir  string
 	tmpDir   string
+	temp     tempArea
 	lock     *fileLock
 	logger   *slog.Logger
 
@@ -169,7 +170,7 @@ func Open(ctx context.Context, stateDir string, opts *Options) (*Store, error) {
 		// half-moved outputs, contents of paths made invalid and stale lock
 		// files may be left in the backing directory.
 		s.logger.Warn("the store was not closed cleanly; removing leftovers", "state", stateDir)
-		if err := s.removeLeftovers(); err != nil {
+		if _, err := s.removeLeftovers(); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -205,16 +206,6 @@ func (s *Store) RealPath(p Path) string { return filepath.Join(s.realDir, p.Base
 // lockFileName is the output lock of a path, as in Nix.
 func (s *Store) lockFileName(base string) string {
 	return filepath.Join(s.realDir, base+".lock")
-}
-
-// MkdirTemp makes a fresh directory in the store's temporary area, which is
-// on the backing store's filesystem and emptied when the store is opened.
-func (s *Store) MkdirTemp(pattern string) (string, error) {
-	d, err := os.MkdirTemp(s.tmpDir, pattern)
-	if err != nil {
-		return "", fmt.Errorf("creating temporary directory: %w", err)
-	}
-	return d, nil
 }
 
 // ParsePath parses s as a path in this store.

@@ -108,6 +108,9 @@ func (a *app) cmdGC(c *cli.Context) error {
 				verb = "would be deleted"
 			}
 			fmt.Fprintf(a.stderr, "%d store paths %s, %.2f MiB freed\n", len(res.Deleted), verb, float64(res.BytesFreed)/(1<<20))
+			if res.LeftoversFreed > 0 {
+				fmt.Fprintf(a.stderr, "leftovers of interrupted work removed, %.2f MiB freed\n", float64(res.LeftoversFreed)/(1<<20))
+			}
 		}
 		return err
 	})
