@@ -26,6 +26,7 @@ type narInfoCachingCache struct {
 	db          NARInfoDB
 	positiveTTL time.Duration
 	negativeTTL time.Duration
+	now         func() time.Time // time.Now; tests turn it
 
 	mu  sync.Mutex
 	mem map[string]narInfoAnswer
@@ -39,7 +40,7 @@ type narInfoAnswer struct {
 // NewNARInfoCachingCache decorates c with remembered narinfo answers.
 // Errors other than ErrNotFound are never remembered.
 func NewNARInfoCachingCache(c Cache, dir store.Dir, db NARInfoDB, positiveTTL, negativeTTL time.Duration) Cache {
-	return &narInfoCachingCache{Cache: c, dir: dir, db: db, positiveTTL: positiveTTL, negativeTTL: negativeTTL, mem: map[string]narInfoAnswer{}}
+	return &narInfoCachingCache{Cache: c, dir: dir, db: db, positiveTTL: positiveTTL, negativeTTL: negativeTTL, now: time.Now, mem: map[string]narInfoAnswer{}}
 }
 
 func (c *narInfoCachingCache) fresh(a narInfoAnswer) bool {
@@ -47,7 +48,7 @@ func (c *narInfoCachingCache) fresh(a narInfoAnswer) bool {
 	if a.ni != nil {
 		ttl = c.positiveTTL
 	}
-	return time.Since(a.at) < ttl
+	return c.now().Sub(a.at) < ttl
 }
 
 func (c *narInfoCachingCache) NARInfo(ctx context.Context, hashPart string) (*NARInfo, error) {
@@ -80,7 +81,7 @@ func (c *narInfoCachingCache) NARInfo(ctx context.Context, hashPart string) (*NA
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
-	a = narInfoAnswer{ni: ni, at: time.Now()}
+	a = narInfoAnswer{ni: ni, at: c.now()}
 	c.mu.Lock()
 	c.mem[hashPart] = a
 	c.mu.Unlock()
