@@ -343,7 +343,13 @@ func (a *app) cmdQuery(c *cli.Context) error {
 				}
 			}
 		}
-		for _, p := range out.Sorted() {
+		sorted := out.Sorted()
+		if c.Bool("references") || c.Bool("referrers") || c.Bool("requisites") {
+			if sorted, err = dependenciesFirst(st, sorted); err != nil {
+				return err
+			}
+		}
+		for _, p := range sorted {
 			lines = append(lines, string(p))
 		}
 		for _, l := range lines {
@@ -432,4 +438,45 @@ func (a *app) cmdHash(c *cli.Context, recursive bool) error {
 		}
 	}
 	return nil
+}
+
+// dependenciesFirst orders paths (sorted) as nix-store --query prints
+// them: each after those of its references that are among them, ties in
+// name order (the reverse of Nix's topoSortPaths, which is what it
+// prints).
+func dependenciesFirst(st *store.Store, paths []store.Path) ([]store.Path, error) {
+	in := map[store.Path]bool{}
+	for _, p := range paths {
+		in[p] = true
+	}
+	out := make([]store.Path, 0, len(paths))
+	visited := map[store.Path]bool{}
+	var visit func(p store.Path) error
+	visit = func(p store.Path) error {
+		if visited[p] {
+			return nil
+		}
+		visited[p] = true
+		info, err := st.PathInfo(p)
+		if err != nil {
+			return err
+		}
+		refs := append([]store.Path(nil), info.References...)
+		store.SortPaths(refs)
+		for _, r := range refs {
+			if r != p && in[r] {
+				if err := visit(r); err != nil {
+					return err
+				}
+			}
+		}
+		out = append(out, p)
+		return nil
+	}
+	for _, p := range paths {
+		if err := visit(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
