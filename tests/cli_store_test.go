@@ -429,10 +429,11 @@ func TestCLIStore_PathInfoClosure(t *testing.T) {
 			t.Errorf("path-info -r -S sizes = %v, want %v", sizes, want)
 		}
 		bb := csLoadBusybox(t)
-		f := strings.Fields(in.ok("path-info", "--closure-size", busyboxPath))
-		if want := []string{busyboxPath, strconv.FormatUint(bb.info.NARSize, 10)}; !reflect.DeepEqual(f, want) {
-			t.Errorf("path-info --closure-size busybox = %q, want %q", f, want)
+		// Nix's layout: the path, a tab, the size right-aligned in 11.
+		if got, want := in.ok("path-info", "--closure-size", busyboxPath), fmt.Sprintf("%s\t%11d\n", busyboxPath, bb.info.NARSize); got != want {
+			t.Errorf("path-info --closure-size busybox = %q, want %q", got, want)
 		}
+		f := strings.Fields(in.ok("path-info", "--closure-size", busyboxPath))
 		// A .drv's closure holds busybox and the .drv files below it.
 		var drvs []map[string]any
 		if err := json.Unmarshal([]byte(in.ok("path-info", "--json", "-r", c.drv[1])), &drvs); err != nil {

@@ -245,13 +245,19 @@ func (a *app) cmdPathInfo(c *cli.Context) error {
 			fmt.Fprintf(a.stdout, "%s\n", b)
 			return nil
 		}
+		// Like nix path-info: with sizes, paths are padded to the
+		// longest and sizes right-aligned.
+		width := 0
+		for _, info := range infos {
+			width = max(width, len(info.Path))
+		}
 		for _, info := range infos {
 			cs, err := closureSize(info.Path)
 			if err != nil {
 				return err
 			}
 			if cs != nil {
-				fmt.Fprintf(a.stdout, "%s\t%d\n", info.Path, *cs)
+				fmt.Fprintf(a.stdout, "%-*s\t%11d\n", width, info.Path, *cs)
 			} else {
 				fmt.Fprintln(a.stdout, info.Path)
 			}
