@@ -350,6 +350,12 @@ func (a *app) cmdRealise(c *cli.Context) error {
 		}
 		started := time.Now()
 		rep, err := w.Realise(c.Context, req)
+		if err == nil && c.String("add-root") != "" {
+			var release func()
+			if rep, release, err = keepOutputs(c.Context, st, w, req, rep); err == nil {
+				defer release()
+			}
+		}
 		p.finish()
 		if err != nil {
 			return err
@@ -482,6 +488,41 @@ func (a *app) cmdLog(c *cli.Context) error {
 // addRoots makes link point to the first output realised, and link-N
 // (link-<output> for outputs other than out) to the others, each a GC
 // root, as nix-store --realise --add-root names them.
+// keepOutputs holds the outputs of rep's successful targets with temporary
+// roots until release is called, so that they live until --add-root makes
+// them permanent: the goals' own roots end with Realise, and in the mount
+// daemon a garbage collection may run in between. If one did, what it
+// took is realised again.
+func keepOutputs(ctx context.Context, st *store.Store, w *realise.Worker, req realise.Request, rep *realise.Report) (_ *realise.Report, release func(), err error) {
+	for attempt := 0; ; attempt++ {
+		var outs []store.Path
+		for _, res := range rep.Results {
+			if res.Status.Success() {
+				for _, p := range res.Outputs {
+					outs = append(outs, p)
+				}
+			}
+		}
+		release := st.TempRoots.Add(outs...)
+		allValid := true
+		for _, p := range outs {
+			ok, err := st.IsValid(p)
+			if err != nil {
+				release()
+				return nil, nil, err
+			}
+			allValid = allValid && ok
+		}
+		if allValid || attempt == 2 {
+			return rep, release, nil
+		}
+		release()
+		if rep, err = w.Realise(ctx, req); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
 func addRoots(st *store.Store, link string, rep *realise.Report) error {
 	n := 0
 	for _, res := range rep.Results {
