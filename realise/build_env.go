@@ -53,7 +53,7 @@ func (w *Worker) makeBuildEnv(drv *store.Derivation, attrs *store.Attrs, inputs 
 		return nil, err
 	}
 	for name, paths := range graphs {
-		if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		if !exportFileName.MatchString(name) {
 			return nil, fmt.Errorf("invalid file name '%s' in 'exportReferencesGraph'", name)
 		}
 		closure, err := w.exportReferences(paths, inputs)
@@ -207,6 +207,9 @@ func (w *Worker) pathInfosJSON(paths []store.Path) ([]any, error) {
 }
 
 var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// exportFileName is what Nix 2.8 allows as an exportReferencesGraph file name.
+var exportFileName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 
 // structuredAttrsShell is Nix's writeStructuredAttrsShell: bash
 // declarations of the attributes that are simple values, lists of simple

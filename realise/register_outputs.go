@@ -141,7 +141,7 @@ func (b *build) checkFixedOutput(name string, o store.DerivationOutput, actual s
 		}
 		return newBuildError(b.drvPath, OutputRejected, "fixed-output derivation '%s' produced output '%s' that refers to store paths, which fixed-output paths may not:%s", b.drvPath, name, strings.Join(refs, ""))
 	}
-	if !recursive && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 != 0) {
+	if !recursive && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o100 != 0) { // Nix tests S_IXUSR only
 		return newBuildError(b.drvPath, OutputRejected, "output path '%s' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)", actual)
 	}
 	// A recursive SHA-256 is the NAR hash, which the scan computed.
@@ -336,8 +336,8 @@ func (b *build) checkOutputs(outs map[string]*builtOutput) *BuildError {
 					return newBuildError(b.drvPath, MiscFailure, "%v", err)
 				}
 			}
-			// As in Nix 2.8, ignoreSelfRefs spares only the requisites.
-			if rc.recursive && c.IgnoreSelfRefs {
+			// As in Nix 2.8: only the legacy attributes ignore self-references, and only in the requisites.
+			if rc.recursive && c.IgnoreSelfRefs && b.attrs.Structured == nil {
 				delete(used, info.Path)
 			}
 			var bad []string
