@@ -126,7 +126,8 @@ func TestMount_GC(t *testing.T) {
 // builds, substitutions and garbage collections, many times, and checks
 // after each that the store verifies clean (contents included) and, at
 // the end, that a fresh realisation completes with the same results.
-// STOREFS_CRASH_POINTS sets the number of kills (default 50).
+// STOREFS_CRASH_POINTS sets the number of kills (default 50); only runs
+// that SIGKILL ended count.
 func TestCrash_KillAnywhere(t *testing.T) {
 	points := 50
 	if s := os.Getenv("STOREFS_CRASH_POINTS"); s != "" {
@@ -176,32 +177,59 @@ func TestCrash_KillAnywhere(t *testing.T) {
 		os.Symlink(d, filepath.Join(roots, fmt.Sprint("top-", i)))
 	}
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	kills := 0
-	for i := 0; i < points; i++ {
-		var args []string
-		if i%4 == 3 {
-			args = []string{"gc"}
-		} else {
-			args = append(append(append([]string{}, opts...), "realise", "-j", "2"), tops...)
+	// maxDelay is, per kind of run, the longest wait before the kill. A
+	// run that ends before its kill is not a kill point; its kind's delay
+	// then shrinks towards how long that run took (at most by half: the
+	// next run may have more to do), and each kill doubles it again, so
+	// the loop reaches the kill points whether the runs are slow (building)
+	// or quick (a gc, or nothing left to build), and waits no longer than
+	// a run lasts.
+	const longest = 400 * time.Millisecond
+	maxDelay := map[string]time.Duration{"gc": longest, "realise": longest}
+	kills, runs := map[string]int{}, 0
+	for kills["gc"]+kills["realise"] < points {
+		if runs >= 4*points {
+			t.Fatalf("only %d of %d runs were killed before they ended, want %d kill points", kills["gc"]+kills["realise"], runs, points)
 		}
+		kind, args := "realise", append(append(append([]string{}, opts...), "realise", "-j", "2"), tops...)
+		if runs%4 == 3 {
+			kind, args = "gc", []string{"gc"}
+		}
+		runs++
 		cmd := exec.Command(storefsBin, append([]string{"--state-dir", in.state}, args...)...)
+		start := time.Now()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rng.Intn(400)) * time.Millisecond)
-		if cmd.Process.Signal(syscall.SIGKILL) == nil {
-			kills++
+		ended := make(chan time.Duration, 1)
+		go func() {
+			cmd.Wait()
+			ended <- time.Since(start)
+		}()
+		var took time.Duration
+		select {
+		case <-time.After(time.Duration(rng.Int63n(int64(maxDelay[kind])))):
+			cmd.Process.Signal(syscall.SIGKILL)
+			took = <-ended
+		case took = <-ended:
 		}
-		cmd.Wait()
+		// Signal succeeds on a process that has exited but is not reaped
+		// yet, so only the wait status tells a kill point.
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			kills[kind]++
+			maxDelay[kind] = min(2*maxDelay[kind], longest)
+		} else {
+			maxDelay[kind] = max(min(maxDelay[kind], took), maxDelay[kind]/2, time.Millisecond)
+		}
 		// The builders die with their PID namespace; wait for it.
 		for j := 0; j < 100 && len(processesOfBuilds(t)) > 0; j++ {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if r := in.run("", "verify", "--check-contents"); r.code != 0 {
-			t.Fatalf("after kill %d of %v: verify failed:\n%s", i, args, r.stderr)
+			t.Fatalf("after run %d of %v (ended: %v): verify failed:\n%s", runs, args, cmd.ProcessState, r.stderr)
 		}
 	}
-	t.Logf("%d kill points, all verified clean", kills)
+	t.Logf("%d kill points (%d in gc) in %d runs, all verified clean", kills["gc"]+kills["realise"], kills["gc"], runs)
 	out := in.ok(append(append(append([]string{}, opts...), "realise"), tops...)...)
 	want := src.ok(append([]string{"realise"}, tops...)...)
 	if out != want {
