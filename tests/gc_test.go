@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestCLI_GCRoots: realise --add-root makes an indirect root that keeps
@@ -52,7 +54,8 @@ func TestCLI_GCRoots(t *testing.T) {
 }
 
 // TestCLI_Verify: verify finds a deleted file, a modified file, a stray
-// directory and a missing reference; --repair fixes the first two.
+// directory and a missing reference; --repair restores the original
+// contents of the first two.
 func TestCLI_Verify(t *testing.T) {
 	in := newInstance(t)
 	in.ok("add", busyboxDir(t))
@@ -73,11 +76,55 @@ func TestCLI_Verify(t *testing.T) {
 	if !strings.Contains(r.stderr, "repaired '"+out+"'") {
 		t.Fatalf("verify --repair: exit %d\n%s", r.code, r.stderr)
 	}
-	if b, err := os.ReadFile(filepath.Join(real, "b")); err != nil || string(b) != "two\n" {
-		t.Errorf("after repair b = %q, %v", b, err)
+	for name, want := range map[string]string{"a": "one\n", "b": "two\n"} {
+		if b, err := os.ReadFile(filepath.Join(real, name)); err != nil || string(b) != want {
+			t.Errorf("after repair %s = %q, %v, want %q", name, b, err, want)
+		}
 	}
 	os.RemoveAll(stray)
 	in.ok("verify", "--check-contents")
+
+	t.Run("MissingReference", func(t *testing.T) {
+		// holder refers to target; target then disappears from the
+		// database (its contents stay, now a stray entry), breaking
+		// holder's closure.
+		targetDrv, target := in.addDrv("ref-target", "echo target > $out", nil)
+		holderDrv, holder := in.addDrv("ref-holder", "echo $dep0 > $out", map[string]string{targetDrv: target})
+		in.ok("realise", holderDrv)
+		if refs := in.ok("query", "--references", holder); !strings.Contains(refs, target) {
+			t.Fatalf("references of %s = %q, want %s among them", holder, refs, target)
+		}
+		forgetPath(t, in, target)
+		want := "path '" + holder + "' refers to invalid path '" + target + "'"
+		for _, args := range [][]string{{"verify"}, {"verify", "--check-contents"}, {"verify", "--repair"}} {
+			r := in.run("", args...)
+			if r.code == 0 || !strings.Contains(r.stderr, want) {
+				t.Errorf("storefs %s: exit %d, want non-zero and %q in\n%s", strings.Join(args, " "), r.code, want, r.stderr)
+			}
+		}
+	})
+}
+
+// forgetPath removes p's entry from the path-info database of the
+// (closed) store of in, as a damaged or hand-edited database would,
+// leaving every other record (referrer edges, contents) in place.
+func forgetPath(t *testing.T, in *instance, p string) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(in.state, "db", "storefs.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("opening the database: %v", err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("paths"))
+		if b == nil || b.Get([]byte(filepath.Base(p))) == nil {
+			return fmt.Errorf("%s is not in the paths bucket", p)
+		}
+		return b.Delete([]byte(filepath.Base(p)))
+	})
+	if err != nil {
+		t.Fatalf("removing %s from the database: %v", p, err)
+	}
 }
 
 // TestMount_GC: gc while mounted makes deleted paths disappear from the
@@ -105,9 +152,27 @@ func TestMount_GC(t *testing.T) {
 	for m.builds(drv) == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Left in the temporary area by nothing this daemon runs: gc removes
+	// it, and not the running build's directory there.
+	leftover := filepath.Join(in.state, "store", ".tmp", "build-of-a-dead-run")
+	if err := os.MkdirAll(leftover, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(leftover, "half-made"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := in.run("", "gc")
 	if r.code != 0 {
 		t.Fatalf("gc: %s", r.stderr)
+	}
+	if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
+		t.Errorf("Lstat(%s) = %v after gc, want it removed", leftover, err)
+	}
+	var freed float64
+	if i := strings.Index(r.stderr, "leftovers of interrupted work removed, "); i < 0 {
+		t.Errorf("gc output does not report the leftovers:\n%s", r.stderr)
+	} else if fmt.Sscanf(r.stderr[i:], "leftovers of interrupted work removed, %f MiB freed", &freed); freed < 1 {
+		t.Errorf("gc reports %.2f MiB of leftovers freed, want at least 1:\n%s", freed, r.stderr)
 	}
 	for _, kept := range []string{dep, busyboxPath} {
 		if strings.Contains(r.stderr, "deleting '"+kept+"'") {
