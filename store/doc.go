@@ -27,8 +27,13 @@
 //     Register takes a set of paths and makes them valid in one transaction,
 //     refusing a reference that is neither valid nor in the set.
 //   - Nothing half-made is valid: contents are written in the temporary area
-//     (<state>/store/.tmp, emptied by Open), canonicalised, and renamed into
-//     place before registration. Delete unregisters before removing.
+//     (<state>/store/.tmp, emptied by Open; GC removes only the entries
+//     that MkdirTemp did not hand out), canonicalised, and renamed into
+//     place before registration. Delete and GC unregister before removing;
+//     ReplaceValid swaps new contents in with one atomic exchange.
+//   - Nothing in use is collected: GC checks each batch against the
+//     temporary roots, under the lock TempRoots.Add takes, just before
+//     making it invalid.
 //   - Immutable once valid: Canonicalise sets mtime 1, modes 0444/0555, no
 //     setuid/setgid/sticky bits and this process's owner; the NAR hash in
 //     the database lets a verifier detect tampering.
