@@ -187,8 +187,8 @@ func ParseHashDigest(algo HashAlgo, s string) (Hash, error) {
 	}
 	switch len(s) {
 	case hex.EncodedLen(size):
-		d, err := hex.DecodeString(s)
-		if err != nil || strings.ToLower(s) != s {
+		d, err := hex.DecodeString(s) // either case, as Nix
+		if err != nil {
 			return Hash{}, fmt.Errorf("invalid base-16 hash '%s'", s)
 		}
 		return Hash{Algo: algo, Digest: d}, nil

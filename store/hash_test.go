@@ -50,12 +50,21 @@ func TestHash_Formats(t *testing.T) {
 	}
 }
 
+// TestParseHash_UpperCaseBase16: Nix reads base-16 digits in either case.
+func TestParseHash_UpperCaseBase16(t *testing.T) {
+	h := store.HashString(store.SHA256, "x")
+	got, err := store.ParseHash("sha256:" + strings.ToUpper(h.Base16()))
+	if err != nil || !got.Equal(h) {
+		t.Errorf("ParseHash(upper-case base16 of %v) = %v, %v; want %v", h, got, err, h)
+	}
+}
+
 func TestParseHash_Invalid(t *testing.T) {
 	for _, s := range []string{
 		"", "sha256", "sha256:", "sha256:xyz", "sha3:00", "sha256-!!!!",
 		"sha256:" + strings.Repeat("e", 52), // 'e' is not a nix-base32 digit
 		"sha256:" + strings.Repeat("z", 52), // overflows 256 bits
-		"sha256:" + strings.Repeat("A", 64), // uppercase hex
+		"sha256:" + strings.Repeat("g", 64), // not hex
 		"md5-" + store.HashString(store.SHA256, "x").Base64(),
 	} {
 		if h, err := store.ParseHash(s); err == nil {
