@@ -70,7 +70,8 @@ func (w *Worker) makeBuildEnv(drv *store.Derivation, attrs *store.Attrs, inputs 
 }
 
 // exportReferences is the closure of paths, which must be in the input
-// closure of the build (Nix's Store::exportReferences).
+// closure of the build, with the closures of the outputs of the
+// derivations in it (Nix's Store::exportReferences).
 func (w *Worker) exportReferences(paths []string, inputs store.PathSet) ([]store.Path, error) {
 	var roots []store.Path
 	for _, s := range paths {
@@ -83,7 +84,38 @@ func (w *Worker) exportReferences(paths []string, inputs store.PathSet) ([]store
 		}
 		roots = append(roots, p)
 	}
-	return w.st.Closure(roots)
+	closure, err := w.st.Closure(roots)
+	if err != nil {
+		return nil, err
+	}
+	// The outputs of derivations in the graph come with their closures,
+	// as in Nix (for builds that take all build-time dependencies, such
+	// as an installer image).
+	var outs []store.Path
+	for _, p := range closure {
+		if !p.IsDerivation() {
+			continue
+		}
+		drv, err := w.st.ReadDerivation(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range drv.Outputs {
+			outs = append(outs, o.Path)
+		}
+	}
+	if len(outs) == 0 {
+		return closure, nil
+	}
+	more, err := w.st.Closure(outs)
+	if err != nil {
+		return nil, fmt.Errorf("exporting the references of the outputs of derivations in 'exportReferencesGraph': %w", err)
+	}
+	set := store.NewPathSet()
+	for _, p := range append(closure, more...) {
+		set.Add(p)
+	}
+	return set.Sorted(), nil
 }
 
 // validityRegistration is Nix's makeValidityRegistration without hashes

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -33,6 +34,8 @@ type drvSpec struct {
 	outputs []string
 	// deps are input derivations, whose output "out" is an input.
 	deps []store.Path
+	// srcs are input sources besides busybox.
+	srcs []store.Path
 	// fixed makes "out" a fixed output: outputHashAlgo (with "r:" for
 	// recursive) and the base16 hash.
 	fixedAlgo, fixedHash string
@@ -71,6 +74,7 @@ func addSpec(t testing.TB, st *store.Store, s drvSpec) store.Path {
 	for _, dep := range s.deps {
 		d.InputDrvs[dep] = []string{"out"}
 	}
+	d.InputSrcs = append(d.InputSrcs, s.srcs...)
 	script := s.script
 	if s.structured != nil {
 		attrs := map[string]any{"name": s.name, "system": "x86_64-linux", "builder": builder}
@@ -743,6 +747,35 @@ func TestWorker_ExportReferencesGraph(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(e.st.RealPath(out), file))
 		if err != nil || string(got) != want {
 			t.Errorf("%s = %q, %v; want %q", file, got, err, want)
+		}
+	}
+
+	// A .drv in the graph (an input source, as unsafeDiscardOutputDependency
+	// makes it) brings the closures of its outputs, as in Nix.
+	drvGraph := addSpec(t, e.st, drvSpec{
+		name:   "ck-graph-drv",
+		script: "mkdir $out; cp /build/graph $out/graph",
+		env:    map[string]string{"exportReferencesGraph": "graph " + string(twoDrv)},
+		srcs:   []store.Path{twoDrv},
+	})
+	e.wantBuilt(t, drvGraph)
+	data, err := os.ReadFile(filepath.Join(e.st.RealPath(outputOf(t, e.st, drvGraph)), "graph"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[store.Path]bool{}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	for i := 0; i+2 < len(lines); {
+		listed[store.Path(lines[i])] = true
+		n, err := strconv.Atoi(lines[i+2])
+		if err != nil {
+			t.Fatalf("graph of a .drv: bad reference count at line %d: %q", i+3, data)
+		}
+		i += 3 + n
+	}
+	for _, p := range []store.Path{twoDrv, two, mid, leaf, bb} {
+		if !listed[p] {
+			t.Errorf("the graph of %s lacks %s:\n%s", twoDrv, p, data)
 		}
 	}
 
