@@ -36,6 +36,9 @@ type build struct {
 	// sandbox makes its chroot there and leaves the outputs in outDir.
 	tmp    string
 	outDir string
+	// buildDir is the build directory the sandbox kept (keep-failed),
+	// until finish keeps or removes it.
+	buildDir string
 }
 
 // run runs the builder in the sandbox. A failure is a *BuildError with
@@ -140,8 +143,8 @@ func (b *build) run() *BuildError {
 			w.logger.Warn("build log incomplete", "drv", b.drvPath, "err", err)
 		}
 	}
-	if res != nil && res.BuildDir != "" {
-		defer b.keepOrRemoveBuildDir(res.BuildDir, runErr == nil && res.ExitCode == 0)
+	if res != nil {
+		b.buildDir = res.BuildDir
 	}
 	cause := context.Cause(ctx)
 	switch {
@@ -211,9 +214,15 @@ func impureEnv(names, environ []string) map[string]string {
 	return out
 }
 
-// keepOrRemoveBuildDir keeps the build directory of a failed build under
-// <state>/failed (keep-failed) and says where; a successful build's goes.
-func (b *build) keepOrRemoveBuildDir(dir string, ok bool) {
+// finish keeps the build directory of a failed build (the builder failed,
+// or its outputs were refused) under <state>/failed when keep-failed
+// asked for it, and says where; a successful build's goes.
+func (b *build) finish(ok bool) {
+	dir := b.buildDir
+	b.buildDir = ""
+	if dir == "" {
+		return
+	}
 	if ok {
 		os.RemoveAll(dir)
 		return

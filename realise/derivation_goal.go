@@ -187,11 +187,12 @@ func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	w.collectIfFull()
 	b := &build{w: w, g: g, drvPath: drvPath, drv: drv, attrs: attrs, inputs: inputs, mode: mode}
 	defer b.cleanup()
-	if berr := b.run(); berr != nil {
-		w.emit(Event{Kind: BuildFinished, Drv: drvPath, Mode: mode, Status: berr.Status, Err: berr})
-		return &goalResult{status: berr.Status, err: berr, outputs: outputs}
+	berr := b.run()
+	if berr == nil {
+		berr = b.registerOutputs()
 	}
-	if berr := b.registerOutputs(); berr != nil {
+	b.finish(berr == nil)
+	if berr != nil {
 		w.emit(Event{Kind: BuildFinished, Drv: drvPath, Mode: mode, Status: berr.Status, Err: berr})
 		return &goalResult{status: berr.Status, err: berr, outputs: outputs}
 	}

@@ -26,7 +26,7 @@ func (e *env) notes() []string {
 }
 
 // TestWorker_KeepFailed: a failed build's directory is kept and the worker
-// says where.
+// says where, whether the builder failed or its outputs were refused.
 func TestWorker_KeepFailed(t *testing.T) {
 	e := newEnv(t, &realise.Options{KeepFailed: true})
 	drv := addDrv(t, e.st, "failing", "echo evidence > $NIX_BUILD_TOP/evidence; exit 1")
@@ -41,6 +41,24 @@ func TestWorker_KeepFailed(t *testing.T) {
 	dir := strings.TrimSuffix(strings.TrimPrefix(notes[0], "note: keeping build directory '"), "'")
 	if b, err := os.ReadFile(filepath.Join(dir, "evidence")); err != nil || string(b) != "evidence\n" {
 		t.Errorf("kept directory has evidence %q, %v", b, err)
+	}
+
+	// A builder that succeeds but whose outputs are refused failed the
+	// build too: Nix keeps its directory as well.
+	e.mu.Lock()
+	e.events = nil
+	e.mu.Unlock()
+	refused := addDrv(t, e.st, "no-output", "echo evidence > $NIX_BUILD_TOP/evidence")
+	if rep := e.realise(t, realise.Request{Targets: targetsOf(refused)}); !rep.Failed() {
+		t.Fatal("a build without its output succeeded")
+	}
+	notes = e.notes()
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "note: keeping build directory '") {
+		t.Fatalf("notes after refused outputs = %q", notes)
+	}
+	dir = strings.TrimSuffix(strings.TrimPrefix(notes[0], "note: keeping build directory '"), "'")
+	if b, err := os.ReadFile(filepath.Join(dir, "evidence")); err != nil || string(b) != "evidence\n" {
+		t.Errorf("kept directory of refused outputs has evidence %q, %v", b, err)
 	}
 }
 

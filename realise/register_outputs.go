@@ -355,10 +355,10 @@ func (b *build) checkOutputs(outs map[string]*builtOutput) *BuildError {
 }
 
 // runDiffHook runs diff-hook on a --check mismatch with the valid output,
-// the new one, the derivation and the build directory (empty when not
-// kept); its output is shown to the user, as Nix prints it.
+// the new one, the derivation and the build directory (empty unless
+// keep-failed kept it); its output is shown to the user, as Nix prints it.
 func (b *build) runDiffHook(valid, check string) {
-	cmd := exec.CommandContext(b.g.ctx, b.w.opts.DiffHook, valid, check, string(b.drvPath), "")
+	cmd := exec.CommandContext(b.g.ctx, b.w.opts.DiffHook, valid, check, string(b.drvPath), b.buildDir)
 	cmd.Env = b.w.opts.Environ
 	out, err := cmd.CombinedOutput()
 	if text := strings.TrimRight(string(out), "\n"); text != "" {
