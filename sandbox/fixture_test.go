@@ -39,15 +39,23 @@ type fixtureCase struct {
 // The fixture's host had /dev/kvm, so Nix bound it and its output lists
 // it. On a host without /dev/kvm the expected kvm lines are dropped.
 func TestRunner_Run_SandboxCheckFixture(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Logf("no /dev/kvm here: expecting the fixture without its kvm lines")
+	}
+	checkSandboxFixture(t, newRunner(t, &sandbox.Options{KVM: true}))
+}
+
+// checkSandboxFixture builds the sandbox-check case with r and compares
+// its output with the one Nix 2.8 built.
+func checkSandboxFixture(t *testing.T, r *sandbox.Runner) {
+	t.Helper()
 	var fc fixtureCase
 	readJSON(t, filepath.Join(fixtures, "expected", "sandbox-check.json"), &fc)
 	out := fc.Outputs["out"]
 	want := fixtureNAR(t, out)
 	if _, err := os.Stat("/dev/kvm"); err != nil {
-		t.Logf("no /dev/kvm here: expecting the fixture without its kvm lines")
 		want = withoutKVM(t, want)
 	}
-
 	spec := newSpec(t, "")
 	spec.Name = "sandbox-check"
 	spec.Builder = fc.Derivation.Builder
@@ -55,11 +63,10 @@ func TestRunner_Run_SandboxCheckFixture(t *testing.T) {
 	spec.Env = fc.Derivation.Env
 	spec.System = fc.Derivation.System
 	spec.Outputs = []string{out}
-	log, res := runBuilderWith(t, newRunner(t, &sandbox.Options{KVM: true}), spec)
+	log, res := runBuilderWith(t, r, spec)
 	if res.ExitCode != 0 {
 		t.Fatalf("builder exit code = %d, want 0; log:\n%s", res.ExitCode, log)
 	}
-
 	var got bytes.Buffer
 	if err := nar.Dump(&got, filepath.Join(spec.OutputDir, filepath.Base(out))); err != nil {
 		t.Fatal(err)

@@ -1,15 +1,12 @@
 package sandbox_test
 
 import (
-	"bytes"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/storefs/storefs/sandbox"
-	"github.com/storefs/storefs/store/nar"
 )
 
 // TestRunner_Run_RootKinds builds with the sandbox's root in each place a
@@ -74,43 +71,6 @@ func TestRunner_Run_RootKinds(t *testing.T) {
 				}
 			})
 		})
-	}
-}
-
-// checkSandboxFixture builds the sandbox-check case with r and compares
-// its output with the one Nix 2.8 built.
-func checkSandboxFixture(t *testing.T, r *sandbox.Runner) {
-	t.Helper()
-	var fc fixtureCase
-	readJSON(t, filepath.Join(fixtures, "expected", "sandbox-check.json"), &fc)
-	out := fc.Outputs["out"]
-	want := fixtureNAR(t, out)
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		want = withoutKVM(t, want)
-	}
-	spec := newSpec(t, "")
-	spec.Name = "sandbox-check"
-	spec.Builder = fc.Derivation.Builder
-	spec.Args = fc.Derivation.Args
-	spec.Env = fc.Derivation.Env
-	spec.System = fc.Derivation.System
-	spec.Outputs = []string{out}
-	log, res := runBuilderWith(t, r, spec)
-	if res.ExitCode != 0 {
-		t.Fatalf("builder exit code = %d, want 0; log:\n%s", res.ExitCode, log)
-	}
-	var got bytes.Buffer
-	if err := nar.Dump(&got, filepath.Join(spec.OutputDir, filepath.Base(out))); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Bytes(), want) {
-		gotFiles, wantFiles := narFiles(t, got.Bytes()), narFiles(t, want)
-		for _, name := range unionKeys(gotFiles, wantFiles) {
-			if gotFiles[name] != wantFiles[name] {
-				t.Errorf("%s:\ngot:\n%s\nwant:\n%s", name, gotFiles[name], wantFiles[name])
-			}
-		}
-		t.Fatalf("output NAR differs from the fixture's")
 	}
 }
 
