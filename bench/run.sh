@@ -31,7 +31,7 @@ for p in nix-bin busybox-static gnuplot-nox; do
 done
 
 mkdir -p bench/out/bin
-go build -o bin/storefs ./cmd/storefs
+CGO_ENABLED=0 go build -tags urfave_cli_no_docs -o bin/storefs ./cmd/storefs
 go build -o bench/out/bin/sfbench ./bench/cmd/sfbench
 
 # A private mount namespace: the benchmark's FUSE mount is invisible to

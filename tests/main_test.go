@@ -29,8 +29,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	storefsBin = filepath.Join(dir, "storefs")
-	build := exec.Command("go", "build", "-o", storefsBin, "../cmd/storefs")
-	// As `make build` builds it: static.
+	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", storefsBin, "../cmd/storefs")
+	// As `make build` builds it: static, without cli's docs.
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
