@@ -284,3 +284,76 @@ func TestStore_GC_TempRootsRace(t *testing.T) {
 		}
 	}
 }
+
+// TestStore_GC_KeepOutputsAndDerivations: keep-derivations keeps the
+// .drv of a live output (with the .drv's closure), keep-outputs keeps
+// the valid outputs of a live .drv; without them each goes, as in Nix.
+func TestStore_GC_KeepOutputsAndDerivations(t *testing.T) {
+	const (
+		drv = store.Path("/nix/store/ylidkad964ccmaay0qrd9zdywj84gw6f-trivial.drv")
+		out = store.Path("/nix/store/8z3rv77c71xvmyyijyry9760g7fbghah-trivial")
+	)
+	st := storetest.NewStore(t, nil)
+	bb := storetest.AddBusybox(t, st)
+	storetest.AddFixtureDerivations(t, st)
+	// The output Nix built from the trivial fixture, with its deriver.
+	tmp, err := st.MkdirTemp("out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(tmp, "out")
+	if err := os.WriteFile(file, []byte("hello from trivial\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.MoveIntoPlace(file, out); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(tmp)
+	narHash, err := store.ParseHash("sha256-sOlZFIELOBq8ukrgx6+uVD53hJdjBvoh0mpnzZl2e9E=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Register([]*store.PathInfo{{Path: out, NARHash: narHash, NARSize: 136, Deriver: drv, Ultimate: true}}); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "result")
+	for _, tc := range []struct {
+		name  string
+		root  store.Path
+		opts  store.GCOptions
+		kept  []store.Path
+		freed []store.Path
+	}{
+		{"output root", out, store.GCOptions{}, []store.Path{out}, []store.Path{drv, bb}},
+		{"output root, keep-derivations", out, store.GCOptions{KeepDerivations: true}, []store.Path{out, drv, bb}, nil},
+		{"drv root", drv, store.GCOptions{}, []store.Path{drv, bb}, []store.Path{out}},
+		{"drv root, keep-outputs", drv, store.GCOptions{KeepOutputs: true}, []store.Path{drv, bb, out}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(link)
+			if err := st.AddRoot(link, tc.root); err != nil {
+				t.Fatal(err)
+			}
+			opts := tc.opts
+			opts.DryRun = true
+			res, err := st.GC(context.Background(), &opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted := map[store.Path]bool{}
+			for _, p := range res.Deleted {
+				deleted[p] = true
+			}
+			for _, p := range tc.kept {
+				if deleted[p] {
+					t.Errorf("%s would be deleted, want it kept", p)
+				}
+			}
+			for _, p := range tc.freed {
+				if !deleted[p] {
+					t.Errorf("%s would be kept, want it deleted", p)
+				}
+			}
+		})
+	}
+}
