@@ -21,6 +21,9 @@ import (
 func (w *Worker) runDerivationGoal(g *goal) *goalResult {
 	drvPath := g.key.path
 	mode := g.key.mode
+	// The .drv stays while we work from it, whatever a collection in
+	// between thinks (Nix roots it in getDerivation too).
+	defer w.st.TempRoots.Add(drvPath)()
 	if ok, err := w.st.IsValid(drvPath); err == nil && !ok && len(w.opts.Substituters) > 0 {
 		// The .drv itself may come from a cache.
 		sub := w.acquire(goalKey{substitutionGoal, drvPath, Normal}, g.pol, nil, w.runSubstitutionGoal)

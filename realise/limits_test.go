@@ -308,3 +308,28 @@ func TestWorker_DiskFull(t *testing.T) {
 		t.Errorf("a small build after the full disk: %v %v", res.Status, res.Err)
 	}
 }
+
+// TestWorker_MinFree: below min-free, the worker collects garbage before a
+// build (up to max-free) and says so; what the build needs survives.
+func TestWorker_MinFree(t *testing.T) {
+	// No disk has 2^62 bytes free: every build starts with a collection.
+	e := newEnv(t, &realise.Options{MinFree: 1 << 62, MaxFree: 1<<63 - 1})
+	first := addDrv(t, e.st, "first", "echo first > $out")
+	e.wantBuilt(t, first)
+	firstOut := outputOf(t, e.st, first)
+	second := addDrv(t, e.st, "second", "echo second > $out")
+	e.wantBuilt(t, second)
+	if ok, _ := e.st.IsValid(firstOut); ok {
+		t.Errorf("%s, garbage when the second build started, survived the automatic collection", firstOut)
+	}
+	if ok, _ := e.st.IsValid(outputOf(t, e.st, second)); !ok {
+		t.Errorf("the second build's output is not valid")
+	}
+	found := false
+	for _, n := range e.notes() {
+		found = found || strings.HasPrefix(n, "note: collected ")
+	}
+	if !found {
+		t.Errorf("no note of the collection among %q", e.notes())
+	}
+}
