@@ -10,27 +10,71 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/storefs/storefs/store/nar"
 	"github.com/storefs/storefs/store/nar/nartest"
+	"github.com/storefs/storefs/store/storetest"
 )
 
-// fuzzSeeds returns the valid and malicious cases small enough for the
-// fuzzer to mutate quickly.
-func fuzzSeeds() [][]byte {
+// fuzzSeeds returns the valid and malicious cases, and NARs that Nix
+// wrote (the fixture cache's), small enough for the fuzzer to mutate
+// quickly.
+func fuzzSeeds(t testing.TB) [][]byte {
 	var seeds [][]byte
 	for _, tc := range append(nartest.Valid(), nartest.Malicious()...) {
 		if len(tc.Data) <= 8<<10 {
 			seeds = append(seeds, tc.Data)
 		}
 	}
-	return seeds
+	return append(seeds, fixtureNARs(t, 8<<10)...)
+}
+
+// fixtureNARs returns up to 40 NARs of the fixtures' zstd cache that are
+// at most max bytes long (most of the cache is 200 outputs of one shape).
+func fixtureNARs(t testing.TB, max int) [][]byte {
+	t.Helper()
+	dir := filepath.Join(storetest.FixturesDir(t), "cache-zstd", "nar")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	var nars [][]byte
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".nar.zst") {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || fi.Size() > int64(max) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nar, err := dec.DecodeAll(data, nil)
+		if err != nil {
+			t.Fatalf("decompressing %s: %v", e.Name(), err)
+		}
+		if len(nar) <= max {
+			nars = append(nars, nar)
+		}
+		if len(nars) == 40 {
+			break
+		}
+	}
+	return nars
 }
 
 // FuzzRestore checks Restore's promises on any input: it writes nothing
 // outside its target; on failure the target does not exist; on success the
 // target dumps to exactly the input, as a valid NAR is canonical.
 func FuzzRestore(f *testing.F) {
-	for _, s := range fuzzSeeds() {
+	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
 	escapeAbsExisted := exists(f, nartest.EscapeAbs)
@@ -67,7 +111,7 @@ func FuzzRestore(f *testing.F) {
 // Reader reaches io.EOF, encoding what it returned gives the input up to
 // where the archive ended.
 func FuzzReader(f *testing.F) {
-	for _, s := range fuzzSeeds() {
+	for _, s := range fuzzSeeds(f) {
 		f.Add(uint8(0), s)
 	}
 	f.Fuzz(func(t *testing.T, split uint8, data []byte) {
