@@ -102,10 +102,13 @@ func Mount(mountpoint, realDir string, list Lister, res *Resolver, opts *Options
 			FsName:     "storefs",
 			Name:       "storefs",
 			// As root we mount with mount(2) directly, without fusermount.
-			DirectMount: os.Geteuid() == 0,
-			Options:     []string{"ro", "noatime", "default_permissions"},
-			Debug:       opts.Debug,
-			Logger:      log.New(slogWriter{logger}, "", 0),
+			// noatime is a flag there: as an option the kernel refuses
+			// it and go-fuse falls back to fusermount.
+			DirectMount:      os.Geteuid() == 0,
+			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOATIME | syscall.MS_NOSUID | syscall.MS_NODEV,
+			Options:          mountOptions(),
+			Debug:            opts.Debug,
+			Logger:           log.New(slogWriter{logger}, "", 0),
 			// Lookups block while paths are built: let many run at once.
 			MaxBackground: 64,
 		},
@@ -240,4 +243,13 @@ type slogWriter struct{ l *slog.Logger }
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Debug(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// mountOptions are the mount's options as strings: for mount(2) (as root)
+// the ones that are not flags (DirectMountFlags), for fusermount all.
+func mountOptions() []string {
+	if os.Geteuid() == 0 {
+		return []string{"ro", "default_permissions"}
+	}
+	return []string{"ro", "noatime", "default_permissions"}
 }

@@ -105,3 +105,31 @@ func TestMount_RefusesMountedDir(t *testing.T) {
 		t.Errorf("Mount error %q does not name %s", err, dir)
 	}
 }
+
+// TestMount_Options: the mount is read-only, noatime, nosuid and nodev,
+// with allow_other and default_permissions.
+func TestMount_Options(t *testing.T) {
+	r, st := newResolver(t, time.Minute)
+	dir, _ := mountStore(t, r, st, nil)
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[4] != dir {
+			continue
+		}
+		opts := "," + f[5] + ","
+		for _, want := range []string{",ro,", ",noatime,", ",nosuid,", ",nodev,"} {
+			if !strings.Contains(opts, want) {
+				t.Errorf("mount options %s lack %s", f[5], strings.Trim(want, ","))
+			}
+		}
+		if !strings.Contains(line, "default_permissions") || !strings.Contains(line, "allow_other") {
+			t.Errorf("mount %q lacks default_permissions or allow_other", line)
+		}
+		return
+	}
+	t.Fatalf("%s is not in the mount table", dir)
+}
