@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -24,10 +25,34 @@ import (
 
 func main() {
 	sandbox.RunChildIfRequested()
+	stopProfile := startProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of this process to the file named by
+// STOREFS_CPUPROFILE, if set, for finding where a command spends its time
+// (`go tool pprof bin/storefs FILE`).
+func startProfile() (stop func()) {
+	name := os.Getenv("STOREFS_CPUPROFILE")
+	if name == "" {
+		return func() {}
+	}
+	f, err := os.Create(name)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warning: STOREFS_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // app holds what every command needs: the effective settings and where the
