@@ -57,6 +57,20 @@
 // of the process that clones). Close stops it: whoever made the Runner
 // closes it once its builds are over (realise's caller, cmd/storefs).
 //
+// The Runner also keeps one sandbox child started ahead of its next
+// build, the warm child: cloned by the spawner with its namespaces, its
+// uid pool slot and pty, executed and waiting for its configuration.
+// A build that is neither fixed-output (whose child has no network
+// namespace of its own) nor unsandboxed takes it, and so skips the
+// clone, the namespaces and our binary's start, most of what starting a
+// no-op build costs; once its builder runs, the next warm child is asked
+// for. A warm child found dead, or that dies before it runs the builder,
+// is replaced by a cold start: the build does not fail for it. Until it
+// enters a build's root, its mount namespace holds a copy of every host
+// mount, which keeps a filesystem unmounted lazily meanwhile alive (such
+// as our own FUSE mount at shutdown): so one that no build took within a
+// second goes. Close kills it and frees its slot.
+//
 // # Builtin builders
 //
 // A builder named "builtin:fetchurl" or "builtin:buildenv" is not a
@@ -86,7 +100,9 @@
 //     the root tmpfs goes with it) and nothing Run made is on disk, except
 //     the moved outputs and a build directory kept on request.
 //   - Nothing outlives us: the spawner and every build die with our
-//     process (parent-death signals), also when it is killed.
+//     process (parent-death signals), also when it is killed; the warm
+//     child, which has not set its own, sees EOF on its config socket
+//     and exits.
 //
 // # Concurrency
 //

@@ -14,8 +14,16 @@ func SpawnerPid(r *Runner) int {
 }
 
 // SpawnerChildren returns how many children r's spawner was asked for and
-// has not reported reaped.
+// has not reported reaped, but for the warm child, which is no build's.
 func SpawnerChildren(r *Runner) int {
+	var warm *spawnedChild
+	if r.warm != nil {
+		r.warm.mu.Lock() // held while the warm child is asked for
+		defer r.warm.mu.Unlock()
+		if r.warm.cur != nil {
+			warm = r.warm.cur.c
+		}
+	}
 	r.spawner.mu.Lock()
 	sp := r.spawner.cur
 	r.spawner.mu.Unlock()
@@ -24,7 +32,11 @@ func SpawnerChildren(r *Runner) int {
 	}
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	return len(sp.children)
+	n := len(sp.children)
+	if warm != nil && sp.children[warm.id] == warm {
+		n--
+	}
+	return n
 }
 
 // RootKinds returns where a Runner may put its sandboxes' roots, for the
@@ -41,3 +53,25 @@ func RootKinds() []string {
 // SetRootKind makes r put its sandboxes' roots where kind, one of
 // RootKinds, says.
 func SetRootKind(r *Runner, kind string) { r.rootKind = rootKind(kind) }
+
+// WarmBuilds returns how many builds of r ran in a pre-spawned child.
+func WarmBuilds(r *Runner) uint64 {
+	if r.warm == nil {
+		return 0
+	}
+	return r.warm.used.Load()
+}
+
+// WarmChild returns the pid and host uid of r's pre-spawned child, once
+// the spawner started it, or 0, 0.
+func WarmChild(r *Runner) (pid, uid int) {
+	if r.warm == nil {
+		return 0, 0
+	}
+	r.warm.mu.Lock()
+	defer r.warm.mu.Unlock()
+	if w := r.warm.cur; w != nil && w.c.started() {
+		return w.c.pid(), w.uid
+	}
+	return 0, 0
+}

@@ -108,6 +108,26 @@ import (
 // lasts, so that a spawner that hangs cannot hang a cancelled build: the
 // request is then abandoned, and the child, if it comes, killed at once.
 // It dies before reading its config, so before becoming the build user.
+// Likewise, once the build's context ended and its child was killed, the
+// Runner waits for "exited" only briefly (spawnerReportTimeout), and
+// then only until the child's pidfd polls readable: a warm child (below)
+// starts without the spawner, so a build may run while it hangs.
+//
+// # The warm child
+//
+// A Runner keeps one child started ahead of its build (warm_linux.go):
+// the same spawnRequest, with a uid pool slot, pty and config socket of
+// its own, asked for with no build yet, whose child then waits on fd 3
+// like any other. Everything the clone fixes is the same for every build
+// that is neither fixed-output nor unsandboxed, which then takes the
+// warm child, its slot and its pty, and goes on with the protocol above
+// where a cold build would be after the request; the next warm child is
+// asked for once the builder runs. A warm child that died, before or
+// while it read the configuration, is found by its pidfd or the EOF
+// without "ready": the build leaves nothing of it and starts again in a
+// cold child. One that no build took within warmIdle is discarded as
+// Close discards it: killed (or abandoned, if not started yet), waited
+// for, and only then its slot released.
 //
 // Kills go by pidfd, never by pid, so they cannot hit a reused pid. The
 // children's parent-death signal belongs to the spawner's thread that

@@ -226,6 +226,10 @@ type Runner struct {
 	spawner    *spawnerRef
 	useSpawner bool
 
+	// warm keeps a sandbox child started ahead of its build (see
+	// warm_linux.go); nil without a spawner.
+	warm *warmPool
+
 	// stageBinds are what the builtin stage needs in a chroot, or
 	// stageErr why they are unknown (see builtinStageBinds).
 	stageBinds []bindMount

@@ -56,9 +56,12 @@ func (r *Runner) init() error {
 		if r.uid == 0 {
 			r.spawner.cred = &syscall.Credential{Uid: 0, Gid: uint32(r.gid), Groups: []uint32{}}
 		}
-		// A Runner dropped without Close stops its spawner when
-		// collected, as an *os.File closes its descriptor.
-		runtime.AddCleanup(r, (*spawnerRef).close, r.spawner)
+		if r.useSpawner {
+			r.warm = &warmPool{sr: r.spawner, pool: r.pool, uid: r.uid, gid: r.gid, logger: r.logger}
+		}
+		// A Runner dropped without Close stops its warm child and
+		// spawner when collected, as an *os.File closes its descriptor.
+		runtime.AddCleanup(r, closeHelpers, helpers{r.warm, r.spawner})
 	}
 	return nil
 }
@@ -84,8 +87,23 @@ func pidfdsWork() bool {
 // A Runner that is dropped without Close stops its spawner when it is
 // garbage-collected, and the spawner dies with our process in any case.
 func (r *Runner) Close() error {
-	r.spawner.close()
+	closeHelpers(helpers{r.warm, r.spawner})
 	return nil
+}
+
+// helpers are the processes a Runner may keep between builds.
+type helpers struct {
+	warm    *warmPool // nil when there is none
+	spawner *spawnerRef
+}
+
+// closeHelpers stops h: the warm child first, which the spawner may
+// still reap.
+func closeHelpers(h helpers) {
+	if h.warm != nil {
+		h.warm.close()
+	}
+	h.spawner.close()
 }
 
 // checkNamespaces looks for the obvious reasons why clone would refuse a
@@ -123,6 +141,28 @@ func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (res *Resul
 	if r.spawner.isClosed() {
 		return nil, errRunnerClosed
 	}
+	// A fixed-output build needs a child without a network namespace,
+	// which the warm one is not. The next warm child is asked for once
+	// this build's child no longer sets up its sandbox (see run), or
+	// here, when it never did.
+	if r.warm != nil && !spec.FixedOutput {
+		defer r.warm.kick()
+		if w := r.warm.take(); w != nil {
+			res, retry, err := r.runBuild(ctx, spec, log, w)
+			if !retry {
+				return res, err
+			}
+			r.logger.Debug("pre-spawned sandbox child died; starting one", "name", spec.Name, "err", err)
+		}
+	}
+	res, _, err = r.runBuild(ctx, spec, log, nil)
+	return res, err
+}
+
+// runBuild runs one build, in the warm child w if not nil. It reports
+// retry when w died before it started the builder, and ctx has not
+// ended: the build left nothing, and may start again in a cold child.
+func (r *Runner) runBuild(ctx context.Context, spec *Spec, log io.Writer, w *warmChild) (res *Result, retry bool, err error) {
 	b := &build{
 		r:         r,
 		spec:      spec,
@@ -130,21 +170,40 @@ func (r *Runner) Run(ctx context.Context, spec *Spec, log io.Writer) (res *Resul
 		uid:       r.uid,
 		gid:       r.gid,
 	}
-	if r.pool != nil {
-		slot, err := r.pool.acquire()
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+	var slot *uidSlot
+	switch {
+	case w != nil:
+		slot = w.slot
+		b.adopt(w)
+	case r.pool != nil:
+		if slot, err = r.pool.acquire(); err != nil {
+			return nil, false, fmt.Errorf("sandbox: %w", err)
 		}
-		defer slot.release() // deferred first, so it runs last
 		b.uid, b.gid = slot.uid, slot.gid
+	}
+	if slot != nil {
+		defer slot.release() // deferred first, so it runs last
 	}
 	b.logger = r.logger.With("name", spec.Name, "uid", b.uid)
 	defer func() {
-		if cerr := b.cleanup(ctx); cerr != nil {
+		cerr := b.cleanup(ctx)
+		if cerr != nil {
 			err = errors.Join(err, cerr)
 		}
+		retry = b.warmDied && cerr == nil && ctx.Err() == nil
 	}()
-	return b.run(ctx, log)
+	res, err = b.run(ctx, log)
+	return res, false, err
+}
+
+// adopt makes the warm child w the build's: its ids, pty and socket,
+// and its start, which awaitStart waits for as for a cold child's.
+func (b *build) adopt(w *warmChild) {
+	b.warm = true
+	b.uid, b.gid = w.uid, w.gid
+	b.master, b.slave = w.master, w.slave
+	b.status, b.childSock = w.status, w.childSock
+	b.starting, b.startc = w.c, w.c.startc
 }
 
 // build is the state of one Run.
@@ -166,6 +225,8 @@ type build struct {
 	startc   <-chan error // the start's outcome, until awaitStart took it
 	starting child        // the child being started, until awaitStart
 	startErr error        // what awaitStart returned
+	warm     bool         // the child is a warm one (see warm_linux.go)
+	warmDied bool         // it died before it started the builder
 	proc     child        // the child, once started
 	waited   bool         // proc.wait was called
 	started  bool         // the builder was executed
@@ -181,8 +242,10 @@ type child interface {
 	// kill sends SIGKILL to the child (to its process group too,
 	// unsandboxed), never to a process that reused its pid.
 	kill()
-	// wait waits until the child exited; called once.
-	wait() exitStatus
+	// wait waits until the child exited; called once. After ctx ended
+	// (and the child was killed), it may return without the wait status
+	// once the child is gone.
+	wait(ctx context.Context) exitStatus
 }
 
 var (
@@ -224,22 +287,24 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 		}
 	}
 
-	ptyOwner := -1
-	if o.chown {
-		ptyOwner = b.uid
-	}
-	master, slave, err := openPty(ptyOwner)
-	if err != nil {
-		return nil, &SetupError{Step: "pty", Err: err}
-	}
-	b.master = master
+	if !b.warm {
+		ptyOwner := -1
+		if o.chown {
+			ptyOwner = b.uid
+		}
+		master, slave, err := openPty(ptyOwner)
+		if err != nil {
+			return nil, &SetupError{Step: "pty", Err: err}
+		}
+		b.master = master
 
-	// Start the child first: it is cloned, and its Go runtime boots,
-	// while we prepare the chroot, which it needs only once it reads its
-	// configuration.
-	b.slave = slave
-	if err := b.startChild(); err != nil {
-		return nil, err
+		// Start the child first: it is cloned, and its Go runtime
+		// boots, while we prepare the chroot, which it needs only once
+		// it reads its configuration.
+		b.slave = slave
+		if err := b.startChild(); err != nil {
+			return nil, err
+		}
 	}
 
 	buildTop := sandboxBuildDir
@@ -308,16 +373,25 @@ func (b *build) run(ctx context.Context, log io.Writer) (res *Result, err error)
 		}
 	}()
 
-	if err := b.handshake(cfg); err != nil {
+	if err := b.handshake(ctx, cfg); err != nil {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
 		return nil, err
 	}
 	b.started = true
-	b.logger.Debug("builder started", "pid", b.proc.pid())
+	if b.warm {
+		b.r.warm.used.Add(1)
+	}
+	if b.r.warm != nil && !spec.FixedOutput {
+		// Now, not earlier: the next child's clone (its mount
+		// namespace copies the host's mount table) would compete with
+		// this child's mounts, and both would be slower.
+		b.r.warm.kick()
+	}
+	b.logger.Debug("builder started", "pid", b.proc.pid(), "warm", b.warm)
 
-	st := b.wait()
+	st := b.wait(ctx)
 	if !b.sandboxed && b.r.uid == 0 {
 		// Unsandboxed builds have no pid namespace to end with them: kill
 		// whatever they left running as the build user, as Nix does.
@@ -369,24 +443,30 @@ func (b *build) startChild() (err error) {
 			}
 		}
 	}()
+	if b.status, b.childSock, err = newConfigSocket(); err != nil {
+		return &SetupError{Step: "start", Err: err}
+	}
+	if b.sandboxed && b.r.useSpawner {
+		return b.startSpawned()
+	}
+	return b.startLocal()
+}
+
+// newConfigSocket returns the two ends of a child's config socket: ours
+// and the child's.
+func newConfigSocket() (status, childSock *os.File, err error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return &SetupError{Step: "start", Err: os.NewSyscallError("socketpair", err)}
+		return nil, nil, os.NewSyscallError("socketpair", err)
 	}
 	// Our end is non-blocking, so reads park the goroutine and Close can
 	// interrupt them.
 	if err := syscall.SetNonblock(fds[0], true); err != nil {
 		syscall.Close(fds[0])
 		syscall.Close(fds[1])
-		return &SetupError{Step: "start", Err: os.NewSyscallError("fcntl", err)}
+		return nil, nil, os.NewSyscallError("fcntl", err)
 	}
-	b.status = os.NewFile(uintptr(fds[0]), "sandbox-status")
-	b.childSock = os.NewFile(uintptr(fds[1]), "sandbox-config")
-
-	if b.sandboxed && b.r.useSpawner {
-		return b.startSpawned()
-	}
-	return b.startLocal()
+	return os.NewFile(uintptr(fds[0]), "sandbox-status"), os.NewFile(uintptr(fds[1]), "sandbox-config"), nil
 }
 
 // startSpawned asks the Runner's spawner to start the child. A spawner
@@ -515,6 +595,7 @@ func (b *build) awaitStart(ctx context.Context) error {
 	case err == nil:
 		b.proc = b.starting
 	default:
+		b.warmDied = b.warm
 		if b.sandboxed && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS)) {
 			err = fmt.Errorf("%w: %w", ErrNoNamespaces, err)
 		}
@@ -561,7 +642,7 @@ func childProcAttr(uid, gid int, hostNetwork bool) *syscall.SysProcAttr {
 
 // handshake sends the child its configuration and waits until it
 // either executed the builder or failed (see protocol.go).
-func (b *build) handshake(cfg *childConfig) error {
+func (b *build) handshake(ctx context.Context, cfg *childConfig) error {
 	data, err := json.Marshal(cfg)
 	if err != nil {
 		return &SetupError{Step: "start", Err: err}
@@ -581,7 +662,7 @@ func (b *build) handshake(cfg *childConfig) error {
 	status, rerr := io.ReadAll(b.status)
 	ready, failure, perr := parseStatus(status)
 	if failure != nil {
-		b.wait() // the child exits after reporting
+		b.wait(ctx) // the child exits after reporting
 		return &SetupError{Step: failure.Step, Err: failure.err()}
 	}
 	if ready && rerr == nil && perr == nil {
@@ -589,7 +670,8 @@ func (b *build) handshake(cfg *childConfig) error {
 	}
 	// The child died without a word: a crash (its stderr is the build
 	// log), a kill, or the death of the spawner.
-	st := b.wait()
+	st := b.wait(ctx)
+	b.warmDied = b.warm
 	why := "sandbox child died before the builder started (" + st.String() + ")"
 	for _, err := range []error{perr, rerr, werr} {
 		if err != nil {
@@ -674,12 +756,12 @@ func (b *build) kill() {
 }
 
 // wait waits for the child's exit, once.
-func (b *build) wait() exitStatus {
+func (b *build) wait(ctx context.Context) exitStatus {
 	if b.waited {
 		return exitStatus{err: errors.New("already waited")}
 	}
 	b.waited = true
-	return b.proc.wait()
+	return b.proc.wait(ctx)
 }
 
 // localChild is a child we started ourselves (startLocal).
@@ -699,7 +781,9 @@ func (c *localChild) kill() {
 	c.p.Kill() // by pidfd: never hits a reused pid
 }
 
-func (c *localChild) wait() exitStatus { return <-c.exitc }
+// wait ignores ctx: we reap the child ourselves, and so know when it
+// is gone.
+func (c *localChild) wait(context.Context) exitStatus { return <-c.exitc }
 
 // moveOutputs renames each output the builder created to
 // OutputDir/<base name>.
@@ -751,7 +835,7 @@ func (b *build) cleanup(ctx context.Context) error {
 	b.awaitStart(ctx)
 	if b.proc != nil && !b.waited {
 		b.kill()
-		b.wait()
+		b.wait(ctx)
 	}
 	if b.master != nil {
 		b.master.Close()

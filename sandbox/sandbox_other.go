@@ -15,6 +15,9 @@ func RunChildIfRequested() {}
 // spawnerRef is the spawner of Linux, which other systems do not have.
 type spawnerRef struct{}
 
+// warmPool is the warm child of Linux, which other systems do not have.
+type warmPool struct{}
+
 func (r *Runner) init() error {
 	return errors.New("sandbox: builds are supported on Linux only")
 }

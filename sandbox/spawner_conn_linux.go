@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,13 @@ var (
 // by itself (it kills its children and reaps them first) before killing
 // it: a spawner that hangs must not hang Close.
 const spawnerExitTimeout = 10 * time.Second
+
+// spawnerReportTimeout is how long a build whose context ended waits for
+// the spawner to report the exit of its killed child, which a spawner
+// that works does at once, before it waits only until the child is gone
+// and returns without its wait status: a spawner that hangs must not
+// hang a cancelled build.
+const spawnerReportTimeout = time.Second
 
 // spawnerRef is a Runner's spawner: started by the first sandboxed build,
 // started again by the build after the one it died under, stopped by
@@ -420,9 +428,26 @@ func (c *spawnedChild) kill() {
 // died instead, the child was killed (see fail) and, since it is not our
 // child, its pidfd tells when it is gone: when it polls readable, the
 // child is a zombie and, as the init of its pid namespace, the last of
-// its build.
-func (c *spawnedChild) wait() exitStatus {
-	st := <-c.exitc
+// its build. Once ctx ended, the child is killed, and a spawner that
+// does not report its exit soon (it hangs) is not waited for: the
+// pidfd tells when the child is gone.
+func (c *spawnedChild) wait(ctx context.Context) exitStatus {
+	var st exitStatus
+	select {
+	case st = <-c.exitc:
+	case <-ctx.Done():
+		c.kill()
+		select {
+		case st = <-c.exitc:
+		case <-time.After(spawnerReportTimeout):
+			if pidfd, ok := c.abandonStarted(); ok {
+				pollExit(pidfd)
+				unix.Close(pidfd)
+				return exitStatus{err: context.Cause(ctx)}
+			}
+			st = <-c.exitc // reported meanwhile
+		}
+	}
 	c.mu.Lock()
 	pidfd := c.pidfd // only wait closes it
 	c.mu.Unlock()
@@ -431,6 +456,27 @@ func (c *spawnedChild) wait() exitStatus {
 	}
 	c.release()
 	return st
+}
+
+// abandonStarted gives up waiting for the spawner's report of the exit
+// of a started child: the report then only releases the pidfd. It
+// returns a duplicate of the pidfd, to poll, or false if the report came
+// already (or the pidfd could not be duplicated): wait must then take
+// it from exitc.
+func (c *spawnedChild) abandonStarted() (pidfd int, ok bool) {
+	c.sp.mu.Lock()
+	defer c.sp.mu.Unlock()
+	if c.sp.children[c.id] != c { // reported: exitc holds the status
+		return -1, false
+	}
+	c.mu.Lock()
+	pidfd, err := unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	c.mu.Unlock()
+	if err != nil {
+		return -1, false
+	}
+	c.abandoned = true
+	return pidfd, true
 }
 
 // release closes the pidfd.
