@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -14,14 +13,12 @@ import (
 	"fmt"
 	"hash"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/storefs/storefs/store"
 )
@@ -255,26 +252,6 @@ func csEnv(extra ...string) []string {
 		}
 	}
 	return append(env, extra...)
-}
-
-// csRun runs storefs with exactly args (no --state-dir added) in env.
-func csRun(t testing.TB, env []string, stdin string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, storefsBin, args...)
-	cmd.Env = env
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running storefs %v: %v", args, err)
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: code}
 }
 
 // TestCLIStore_Query: the query modes on the chain's derivations and built
@@ -780,7 +757,7 @@ func TestCLIStore_EnvironmentDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 		env := csEnv("STOREFS_STATE_DIR=" + in.state)
-		if r := csRun(t, env, "", "add", dir); r.code != 0 || strings.TrimSpace(r.stdout) != busyboxPath {
+		if r := runStorefs(t, env, "", "add", dir); r.code != 0 || strings.TrimSpace(r.stdout) != busyboxPath {
 			t.Fatalf("STOREFS_STATE_DIR=%s storefs add: exit %d, stdout %q, stderr %q", in.state, r.code, r.stdout, r.stderr)
 		}
 		// The path is in that state directory, as --state-dir sees it.
@@ -791,12 +768,12 @@ func TestCLIStore_EnvironmentDirs(t *testing.T) {
 			t.Errorf("backing store under STOREFS_STATE_DIR: %v", err)
 		}
 		// Its storefs.conf is read.
-		if r := csRun(t, env, "", "config", "show"); !strings.Contains(r.stdout, "\nmax-jobs = 7\n") {
+		if r := runStorefs(t, env, "", "config", "show"); !strings.Contains(r.stdout, "\nmax-jobs = 7\n") {
 			t.Errorf("config show with STOREFS_STATE_DIR: exit %d, stderr %q, want max-jobs = 7 in\n%s", r.code, r.stderr, r.stdout)
 		}
 		// --state-dir wins over the variable.
 		other := newInstance(t)
-		r := csRun(t, env, "", "--state-dir", other.state, "path-info", "--all")
+		r := runStorefs(t, env, "", "--state-dir", other.state, "path-info", "--all")
 		if r.code != 0 || r.stdout != "" {
 			t.Errorf("--state-dir %s with STOREFS_STATE_DIR=%s: path-info --all exit %d, stdout %q; want the empty store", other.state, in.state, r.code, r.stdout)
 		}

@@ -87,10 +87,16 @@ type result struct {
 // run runs storefs with args (global flags are added) and stdin.
 func (in *instance) run(stdin string, args ...string) result {
 	in.t.Helper()
+	return runStorefs(in.t, in.env, stdin, append([]string{"--state-dir", in.state}, args...)...)
+}
+
+// runStorefs runs storefs with exactly args in env, with stdin.
+func runStorefs(t testing.TB, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, storefsBin, append([]string{"--state-dir", in.state}, args...)...)
-	cmd.Env = in.env
+	cmd := exec.CommandContext(ctx, storefsBin, args...)
+	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -99,7 +105,7 @@ func (in *instance) run(stdin string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		in.t.Fatalf("running storefs %v: %v", args, err)
+		t.Fatalf("running storefs %v: %v", args, err)
 	}
 	return result{stdout: out.String(), stderr: errb.String(), code: code}
 }
