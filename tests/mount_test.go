@@ -315,9 +315,11 @@ func TestMount_RefusesNonEmpty(t *testing.T) {
 // TestMount_RealiseSettingsReachTheDaemon: a realise run through the mount
 // daemon's worker builds with its own --keep-failed and --timeout (as a
 // Nix daemon takes settings from each client), and is warned that -j stays
-// the daemon's.
+// the daemon's; settings it does not set are the daemon's, unremarked.
 func TestMount_RealiseSettingsReachTheDaemon(t *testing.T) {
-	in, _ := mountFixture(t)
+	in := newInstance(t)
+	in.ok("add", busyboxDir(t))
+	in.mount("--option", "max-jobs", "2")
 	failing, _ := in.addDrv("fails", "echo about to fail; exit 1", nil)
 	r := in.run("", "realise", "--keep-failed", "-j", "4", failing)
 	if r.code != 100 {
@@ -326,7 +328,7 @@ func TestMount_RealiseSettingsReachTheDaemon(t *testing.T) {
 	if !strings.Contains(r.stderr, "note: keeping build directory '"+in.state+"/failed/") {
 		t.Errorf("--keep-failed through the daemon kept nothing:\n%s", r.stderr)
 	}
-	if !strings.Contains(r.stderr, "warning: 'max-jobs' is the mount daemon's ('1'), not '4'") {
+	if !strings.Contains(r.stderr, "warning: 'max-jobs' is the mount daemon's ('2'), not '4'") {
 		t.Errorf("no warning that -j stays the daemon's:\n%s", r.stderr)
 	}
 
@@ -335,6 +337,10 @@ func TestMount_RealiseSettingsReachTheDaemon(t *testing.T) {
 	r = in.run("", "realise", "--timeout", "1", slow)
 	if r.code != 101 || !strings.Contains(r.stderr, "timed out after 1 seconds") {
 		t.Errorf("realise --timeout 1 through the daemon: exit %d, want 101 and a timeout\n%s", r.code, r.stderr)
+	}
+	// Settings the command does not set are the daemon's, unremarked.
+	if strings.Contains(r.stderr, "warning:") {
+		t.Errorf("a realise that sets no daemon-wide setting was warned:\n%s", r.stderr)
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("the timeout took %v", d)

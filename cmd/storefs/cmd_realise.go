@@ -203,18 +203,40 @@ var daemonWideSettings = []string{
 	"system-features", "impersonate-linux-26", "start-id", "id-count",
 }
 
-// requestSettings puts a command's own build settings (flags and
-// --option) into req, for the mount daemon's worker, as a Nix daemon
-// takes them from each client; it warns about the settings that stay
-// the daemon's.
+// requestSettings puts the build settings this command sets itself (by
+// flag or --option) into req, for the mount daemon's worker, as a Nix
+// daemon takes them from each client; settings it does not set stay the
+// daemon's, which read the same configuration files. It warns about
+// settings it sets that only the daemon decides.
 func (a *app) requestSettings(c *cli.Context, req *realise.Request) error {
 	opts, err := a.workerOptions(c)
 	if err != nil {
 		return err
 	}
-	req.Fallback, req.KeepFailed = opts.Fallback, opts.KeepFailed
-	req.Timeout, req.MaxSilentTime, req.Cores = opts.Timeout, opts.MaxSilentTime, opts.Cores
+	given := map[string]bool{}
+	for _, o := range a.options {
+		given[strings.TrimPrefix(o[0], "extra-")] = true
+	}
+	set := func(name string) bool { return given[name] || c.IsSet(name) }
+	if set("fallback") {
+		req.Fallback = opts.Fallback
+	}
+	if set("keep-failed") {
+		req.KeepFailed = opts.KeepFailed
+	}
+	if set("timeout") {
+		req.Timeout = opts.Timeout
+	}
+	if set("max-silent-time") {
+		req.MaxSilentTime = opts.MaxSilentTime
+	}
+	if set("cores") {
+		req.Cores = opts.Cores
+	}
 	for _, name := range daemonWideSettings {
+		if !set(name) {
+			continue
+		}
 		mine, theirs := a.settings.String(name), a.shared.settings.String(name)
 		if name == "max-jobs" && c.IsSet("max-jobs") {
 			mine = c.String("max-jobs")
@@ -513,10 +535,13 @@ func keepOutputs(ctx context.Context, st *store.Store, w *realise.Worker, req re
 			}
 			allValid = allValid && ok
 		}
-		if allValid || attempt == 2 {
+		if allValid {
 			return rep, release, nil
 		}
 		release()
+		if attempt == 2 {
+			return nil, nil, fmt.Errorf("the outputs were garbage-collected again and again before --add-root could make them roots; try again when no collection runs")
+		}
 		if rep, err = w.Realise(ctx, req); err != nil {
 			return nil, nil, err
 		}
